@@ -1,0 +1,134 @@
+"""Configuration: one `Settings`, read once from `BROKER_*` environment variables.
+
+Invalid configuration raises `ConfigError` with one line per bad variable, so `broker serve`
+can refuse to start with a message an operator can act on. Lists are comma-separated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from broker.errors import ConfigError
+
+STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "redis+sentinel")
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    store: str = "sqlite:///./broker-data/broker.db"
+    keyring_file: Path | None = None
+    admin_token: Annotated[list[SecretStr], NoDecode] = []
+    public_url: str = ""
+    allowed_return_origins: Annotated[list[str], NoDecode] = []
+    connectors_dirs: Annotated[list[Path], NoDecode] = []
+    runtime_url: str | None = None
+    refresh_margin: int = Field(default=300, ge=0, le=86_400)
+    webhook_base_url: str = ""
+    events_url: str | None = None
+    events_secret: SecretStr | None = None
+    dev: bool = False
+    """Set by `broker serve --dev`: local keyring and admin token under ./broker-data."""
+
+    _split_lists = field_validator(
+        "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
+    )(_split)
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in STORE_SCHEMES:
+            raise ValueError(
+                f"must start with one of {', '.join(s + '://' for s in STORE_SCHEMES)}"
+            )
+        return value
+
+    @field_validator("public_url", "webhook_base_url", "runtime_url", "events_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http:// or https:// URL")
+            return value.rstrip("/")
+        return value
+
+    @field_validator("allowed_return_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin_of(origin) != origin or not urlsplit(origin).netloc:
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_strength(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(t.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH for t in value):
+            raise ValueError(
+                f"every admin token needs at least {MIN_ADMIN_TOKEN_LENGTH} characters"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        # Derived defaults (DESIGN section 11); set here so every reader sees final values.
+        public = self.public_url or f"http://{self.host}:{self.port}"
+        object.__setattr__(self, "public_url", public)
+        if not self.webhook_base_url:
+            object.__setattr__(self, "webhook_base_url", public)
+        if not self.allowed_return_origins:
+            object.__setattr__(self, "allowed_return_origins", [origin_of(public)])
+        return self
+
+    def require_runnable(self) -> None:
+        """What `serve` needs beyond well-formed values; dev mode fills these in itself."""
+        problems = []
+        if self.keyring_file is None:
+            problems.append(
+                "BROKER_KEYRING_FILE: not set (run `broker keys generate`, or `broker serve --dev`)"
+            )
+        elif not self.keyring_file.is_file():
+            problems.append(f"BROKER_KEYRING_FILE: {self.keyring_file} does not exist")
+        if not self.admin_token:
+            problems.append("BROKER_ADMIN_TOKEN: not set")
+        if problems:
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+    @property
+    def sqlite_path(self) -> str | None:
+        if self.store.startswith("sqlite://"):
+            return self.store.removeprefix("sqlite://").removeprefix("/") or None
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (overrides win); `ConfigError` lists every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = "BROKER_" + str(err["loc"][0]).upper() if err["loc"] else "BROKER_*"
+            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,27 @@
+"""Keyring and AEAD sealing. Pure: no aiohttp, redis or sockets (see the import rule)."""
+
+from __future__ import annotations
+
+from broker.crypto.aead import FORMAT_VERSION, key_id_of, needs_rewrap, open_sealed, seal
+from broker.crypto.keyring import (
+    KEY_SIZE,
+    Keyring,
+    derive_key,
+    new_key_id,
+    save_keyring,
+    valid_key_id,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KEY_SIZE",
+    "Keyring",
+    "derive_key",
+    "key_id_of",
+    "needs_rewrap",
+    "new_key_id",
+    "open_sealed",
+    "save_keyring",
+    "seal",
+    "valid_key_id",
+]

@@ -1,0 +1,90 @@
+"""Seal and open values with AES-256-GCM under a keyring.
+
+A sealed value is ASCII bytes: `1.<key id>.<base64url-no-padding(nonce || ciphertext || tag)>`.
+It names its key so a keyring holding old and new keys opens both, and rotation can find
+what still needs rewrapping (`key_id_of`) without decrypting anything.
+
+The header (`1.<key id>.`) is authenticated along with the caller's AAD, so a value cannot
+be relabelled to another format version or key id.
+
+Errors never carry the plaintext, the key, or any part of an unparsable value (a value
+stored unsealed by mistake would otherwise end up in a log).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from broker.crypto.keyring import Keyring, valid_key_id
+from broker.errors import CryptoError
+
+FORMAT_VERSION = "1"
+NONCE_SIZE = 12
+TAG_SIZE = 16
+_BODY = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+def seal(keyring: Keyring, plaintext: bytes, aad: bytes) -> bytes:
+    """Encrypt under the primary key with a fresh random 96-bit nonce."""
+    header = f"{FORMAT_VERSION}.{keyring.primary}.".encode("ascii")
+    nonce = secrets.token_bytes(NONCE_SIZE)
+    body = nonce + AESGCM(keyring.primary_key).encrypt(nonce, plaintext, header + aad)
+    return header + base64.urlsafe_b64encode(body).rstrip(b"=")
+
+
+def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
+    """Decrypt a sealed value; `UnknownKey` if its key is not in the keyring, `CryptoError`
+    if it is malformed, tampered with, or was sealed under another AAD."""
+    key_id, body = _parse(sealed)
+    key = keyring.key(key_id)
+    header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
+    nonce, ciphertext = body[:NONCE_SIZE], body[NONCE_SIZE:]
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, header + aad)
+    except InvalidTag:
+        raise CryptoError(
+            "sealed value failed authentication (tampered, or sealed for another record)"
+        ) from None
+
+
+def key_id_of(sealed: bytes) -> str:
+    """The id of the key that sealed this value (no decryption)."""
+    return _parse(sealed)[0]
+
+
+def needs_rewrap(keyring: Keyring, sealed: bytes) -> bool:
+    """True when the value is not sealed under the current primary key."""
+    return key_id_of(sealed) != keyring.primary
+
+
+def _parse(sealed: bytes) -> tuple[str, bytes]:
+    if not isinstance(sealed, bytes):
+        raise CryptoError("sealed value must be bytes")
+    parts = sealed.split(b".", 2)
+    if len(parts) != 3:
+        raise CryptoError("malformed sealed value (expected <version>.<key id>.<data>)")
+    version, raw_id, encoded = parts
+    if version != FORMAT_VERSION.encode():
+        raise CryptoError("unsupported sealed value format version")
+    key_id = raw_id.decode("ascii", errors="replace")
+    if not valid_key_id(key_id):
+        raise CryptoError("malformed sealed value (invalid key id)")
+    if _BODY.fullmatch(encoded) is None:
+        raise CryptoError("malformed sealed value (data is not base64url)")
+    try:
+        body = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise CryptoError("malformed sealed value (data is not base64url)") from None
+    # Only the canonical encoding is accepted: otherwise the spare bits of the last
+    # character give several spellings of one value, and a flipped byte could go unnoticed.
+    if base64.urlsafe_b64encode(body).rstrip(b"=") != encoded:
+        raise CryptoError("malformed sealed value (non-canonical base64url)")
+    if len(body) < NONCE_SIZE + TAG_SIZE:
+        raise CryptoError("malformed sealed value (too short)")
+    return key_id, body

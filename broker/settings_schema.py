@@ -1,0 +1,152 @@
+"""A connector's `settingsSchema`: JSON Schema 2020-12 plus two annotations of ours.
+
+`x-secret: true` on a top-level property makes it a secret: sealed at rest, redacted on reads.
+`x-placeholder` is a UI hint. Settings are validated against the schema with unknown property
+names refused unless the schema says otherwise (a typo must not silently drop a setting).
+
+Error messages are built here from the failing keyword, never from jsonschema's own text,
+because that text quotes the offending value and the value may be a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from broker.errors import InvalidSettings, Problem
+
+SECRET = "x-secret"
+PLACEHOLDER = "x-placeholder"
+REDACTED = "********"
+
+Settings = dict[str, Any]
+
+
+def json_path(parts: Iterable[str | int], root: str = "$") -> str:
+    """`["connection", "oauth", "scopes", 0]` -> `$.connection.oauth.scopes[0]`."""
+    out = root
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def check_schema(schema: Any, root: str = "$") -> list[Problem]:
+    """Problems with a settingsSchema itself (not with settings)."""
+    if not isinstance(schema, dict):
+        return [Problem(root, "settingsSchema must be a JSON object")]
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [
+            Problem(json_path(exc.absolute_path, root), f"not valid JSON Schema: {exc.message}")
+        ]
+    problems: list[Problem] = []
+    if schema.get("type", "object") != "object":
+        problems.append(Problem(f"{root}.type", "settingsSchema must describe an object"))
+    properties = schema.get("properties", {})
+    for name, prop in properties.items():
+        where = f"{root}.properties.{name}"
+        if not isinstance(prop, dict):
+            continue
+        if SECRET in prop and not isinstance(prop[SECRET], bool):
+            problems.append(Problem(f"{where}.{SECRET}", "x-secret must be true or false"))
+        if prop.get(SECRET) is True and prop.get("type", "string") != "string":
+            problems.append(Problem(f"{where}.type", "a secret setting must be a string"))
+        if PLACEHOLDER in prop and not isinstance(prop[PLACEHOLDER], str):
+            problems.append(Problem(f"{where}.{PLACEHOLDER}", "x-placeholder must be a string"))
+        problems.extend(_nested_secrets(prop, where))
+    for i, name in enumerate(schema.get("required", [])):
+        if name not in properties:
+            problems.append(
+                Problem(f"{root}.required[{i}]", f"{name!r} is required but not declared")
+            )
+    return problems
+
+
+def _nested_secrets(node: Any, where: str) -> list[Problem]:
+    # Only top-level properties can be sealed separately; a nested x-secret would be stored
+    # in the clear, so it is refused rather than ignored.
+    found: list[Problem] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, dict) and SECRET in value:
+                found.append(
+                    Problem(f"{where}.{key}", "x-secret is only allowed on top-level properties")
+                )
+            found.extend(_nested_secrets(value, f"{where}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_nested_secrets(value, f"{where}[{i}]"))
+    return found
+
+
+def declared(schema: Mapping[str, Any]) -> set[str]:
+    return set(schema.get("properties", {}))
+
+
+def secret_names(schema: Mapping[str, Any]) -> set[str]:
+    return {
+        name
+        for name, prop in schema.get("properties", {}).items()
+        if isinstance(prop, dict) and prop.get(SECRET) is True
+    }
+
+
+def validate_settings(schema: Mapping[str, Any], settings: Any, *, partial: bool = False) -> None:
+    """Raise `InvalidSettings` listing every problem; messages never quote a value.
+
+    `partial=True` checks a subset (a PATCH): `required` is not enforced.
+    """
+    if not isinstance(settings, dict):
+        raise InvalidSettings([Problem("$.settings", "settings must be a JSON object")])
+    effective = dict(schema)
+    effective.setdefault("additionalProperties", False)
+    if partial:
+        effective.pop("required", None)
+    validator = Draft202012Validator(effective)
+    problems = [
+        Problem(json_path(err.absolute_path, "$.settings"), _describe(err))
+        for err in sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
+    ]
+    if problems:
+        raise InvalidSettings(problems)
+
+
+def _describe(err: ValidationError) -> str:
+    keyword, expected = str(err.validator), cast(Any, err.validator_value)
+    instance = err.instance if isinstance(err.instance, dict) else {}
+    if keyword == "required":
+        missing = [n for n in expected if n not in instance]
+        return "missing required setting " + ", ".join(repr(n) for n in missing)
+    if keyword == "additionalProperties":
+        schema = err.schema if isinstance(err.schema, dict) else {}
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
+        return "unknown setting " + ", ".join(repr(n) for n in extra)
+    messages = {
+        "type": f"must be of type {expected}",
+        "pattern": f"does not match the pattern {expected}",
+        "minLength": f"must be at least {expected} characters long",
+        "maxLength": f"must be at most {expected} characters long",
+        "enum": "must be one of " + ", ".join(repr(v) for v in (expected or [])),
+        "const": "has the wrong value",
+        "format": f"is not a valid {expected}",
+        "minimum": f"must be >= {expected}",
+        "maximum": f"must be <= {expected}",
+    }
+    return messages.get(keyword, f"fails the {keyword!r} rule")
+
+
+def split(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[Settings, Settings]:
+    """(non-secret settings, secret settings)."""
+    secrets = secret_names(schema)
+    public = {k: v for k, v in settings.items() if k not in secrets}
+    secret = {k: v for k, v in settings.items() if k in secrets}
+    return public, secret
+
+
+def redact(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> Settings:
+    secrets = secret_names(schema)
+    return {k: (REDACTED if k in secrets else v) for k, v in settings.items()}

@@ -1,0 +1,93 @@
+"""The storage contract: a small, untrusted key-value interface every backend implements.
+
+Modelled on Vault's physical backend: the store sees opaque bytes (already sealed by
+`broker.store.sealed`), never plaintext, and one conformance suite
+(`tests/store/conformance.py`) is run against every backend.
+
+Keys are built only by `broker.store.keys`. Every key starts with a hash tag naming the
+record it belongs to (`{conn_123}:record`, `{conn_123}:refresh-lock`), so a Redis Cluster keeps
+one record's keys on one shard and an operator can find all of one connection's data.
+
+Versions: a key that does not exist has version 0. Every successful `put` or `put_ttl`
+returns the new version, which is the previous version + 1 (so a created key has version 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    key: str
+    value: bytes
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    entries: list[Entry]
+    cursor: str | None
+    """Pass back to `scan` for the next page; None when the scan is complete."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueItem:
+    key: str
+    at: float
+    """Unix time (seconds) at which the item became due."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Every method may raise `StoreUnavailable` (bounded time, never a hang) and CAS
+    methods raise `VersionConflict` when the expected version does not match."""
+
+    async def get(self, key: str) -> tuple[bytes, int] | None:
+        """The value and its version, or None when the key is missing or expired."""
+
+    async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
+        """Write `value`; returns the new version.
+
+        `expect_version=None` writes blindly; `0` creates only (conflict if the key exists);
+        `n > 0` writes only if the current version is `n`. A put clears any TTL on the key.
+        """
+
+    async def delete(self, key: str, expect_version: int | None = None) -> bool:
+        """Delete; True if something was deleted. With `expect_version` set, a version
+        mismatch (including a missing key when n > 0) raises `VersionConflict`."""
+
+    async def scan(self, prefix: str, cursor: str | None = None, limit: int = 500) -> ScanPage:
+        """One page (at most `limit` entries, possibly fewer or even none while `cursor` is not
+        None) of the keys starting with `prefix`. A key present and unchanged for the whole
+        scan is returned exactly once; order is unspecified."""
+
+    async def put_ttl(self, key: str, value: bytes, ttl: float) -> int:
+        """Blind write that expires after `ttl` seconds; returns the new version."""
+
+    async def take(self, key: str) -> bytes | None:
+        """Atomically read and delete (one-time state). Of many concurrent callers exactly
+        one gets the value."""
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        """Take a lock for `ttl` seconds; returns a fresh owner token, or None if held."""
+
+    async def release(self, key: str, token: str) -> bool:
+        """Release a lock only if `token` still owns it (compare-and-delete)."""
+
+    async def schedule(self, key: str, at: float) -> None:
+        """Put `key` in the due-time index at unix time `at` (replacing an earlier time)."""
+
+    async def unschedule(self, key: str) -> None:
+        """Remove `key` from the due-time index (no error if absent)."""
+
+    async def due(self, now: float, limit: int) -> list[DueItem]:
+        """At most `limit` items with `at <= now`, earliest first within a partition. Items stay
+        in the index until rescheduled or unscheduled."""
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the store answers."""
+
+    async def close(self) -> None:
+        """Release connections and files. Idempotent."""

@@ -1,0 +1,48 @@
+"""Every store key the broker writes, built in one place.
+
+A key is `{<record id>}:<part>`: the braces are a Redis Cluster hash tag, so all keys of one
+record share a slot and can be updated together by one Lua script. Record ids carry their kind
+as a prefix (`conn_`, `app_`, `session_`, `state_`), which is what prefix scans select on.
+The Redis backend adds its namespace in front (`broker:{conn_123}:record`).
+"""
+
+from __future__ import annotations
+
+CONNECTION_PREFIX = "{conn_"
+OAUTH_APP_PREFIX = "{app_"
+CONNECT_SESSION_PREFIX = "{session_"
+OAUTH_STATE_PREFIX = "{state_"
+
+
+def _tagged(record_id: str, part: str) -> str:
+    if "{" in record_id or "}" in record_id:
+        raise ValueError("record ids cannot contain braces")
+    return f"{{{record_id}}}:{part}"
+
+
+def connection(connection_id: str) -> str:
+    return _tagged(connection_id, "record")
+
+
+def refresh_lock(connection_id: str) -> str:
+    return _tagged(connection_id, "refresh-lock")
+
+
+def oauth_app(credential_key: str, tenant_id: str | None = None) -> str:
+    return _tagged(f"app_{credential_key}", f"tenant:{tenant_id}" if tenant_id else "default")
+
+
+def connect_session(token_hash: str) -> str:
+    return _tagged(f"session_{token_hash}", "record")
+
+
+def oauth_state(state_hash: str) -> str:
+    return _tagged(f"state_{state_hash}", "record")
+
+
+def record_id(key: str) -> str:
+    """The record id inside a key's hash tag: `{conn_1}:record` -> `conn_1`."""
+    start, end = key.find("{"), key.find("}")
+    if start != 0 or end < 2:
+        raise ValueError(f"not a broker store key: {key!r}")
+    return key[1:end]

@@ -1,0 +1,23 @@
+"""Access log without query strings (callbacks carry `code` and `state` in theirs) and with
+connect-session tokens masked (the path itself is a one-time credential)."""
+
+from __future__ import annotations
+
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+
+class AccessLogger(AbstractAccessLogger):
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        path = request.path
+        if path.startswith("/connect/"):
+            path = "/connect/<token>"
+        self.logger.info(
+            '%s "%s %s" %s %.1fms',
+            request.remote,
+            request.method,
+            path,
+            response.status,
+            time * 1000,
+        )

@@ -1,0 +1,13 @@
+"""Typed application state: everything a handler may reach, one `web.AppKey` each."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.catalog import Catalog
+from broker.config import Settings
+from broker.store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+CATALOG = web.AppKey("catalog", Catalog)
+STORE = web.AppKey("store", Store)
