@@ -253,15 +253,25 @@ def validate_manifest(data: Any, source: str = "") -> Manifest:
     if manifest is not None and not problems:
         problems.extend(_cross_check(manifest))
     if problems:
-        raise ManifestError(problems, source)
+        raise ManifestError(list(dict.fromkeys(problems)), source)
     assert manifest is not None
     return manifest
+
+
+_PATTERN_HINTS = {
+    "key": "must be lowercase letters, digits, '_' or '-', starting with a letter (at most 64)",
+    "version": "must be a semantic version like 1.2.3",
+}
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False, include_input=False):
-        message = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "string_pattern_mismatch" and str(err["loc"][-1]) in _PATTERN_HINTS:
+            message = _PATTERN_HINTS[str(err["loc"][-1])]
         out.append(Problem(settings_schema.json_path(err["loc"]), message))
     return out
 
@@ -454,8 +464,11 @@ def _check_streams(m: Manifest) -> list[Problem]:
             )
             if problem:
                 problems.append(Problem(f"{where}.schedule", problem))
-        elif stream.schedule is not None:
-            problems.append(Problem(f"{where}.schedule", "a webhook stream has no schedule"))
+        else:
+            if stream.schedule is not None:
+                problems.append(Problem(f"{where}.schedule", "a webhook stream has no schedule"))
+            if m.webhooks is None:
+                problems.append(Problem(f"{where}.mode", "a webhook stream needs a webhooks block"))
     return problems
 
 

@@ -125,18 +125,18 @@ def _describe(err: ValidationError) -> str:
         schema = err.schema if isinstance(err.schema, dict) else {}
         extra = sorted(set(instance) - set(schema.get("properties", {})))
         return "unknown setting " + ", ".join(repr(n) for n in extra)
-    messages = {
-        "type": f"must be of type {expected}",
-        "pattern": f"does not match the pattern {expected}",
-        "minLength": f"must be at least {expected} characters long",
-        "maxLength": f"must be at most {expected} characters long",
-        "enum": "must be one of " + ", ".join(repr(v) for v in (expected or [])),
-        "const": "has the wrong value",
-        "format": f"is not a valid {expected}",
-        "minimum": f"must be >= {expected}",
-        "maximum": f"must be <= {expected}",
+    if keyword == "enum":
+        return "must be one of " + ", ".join(repr(v) for v in expected)
+    templates = {
+        "type": "must be of type {}",
+        "pattern": "does not match the pattern {}",
+        "minLength": "must be at least {} characters long",
+        "maxLength": "must be at most {} characters long",
+        "format": "is not a valid {}",
+        "minimum": "must be >= {}",
+        "maximum": "must be <= {}",
     }
-    return messages.get(keyword, f"fails the {keyword!r} rule")
+    return templates.get(keyword, f"fails the {keyword!r} rule").format(expected)
 
 
 def split(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[Settings, Settings]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from broker.crypto.aead import FORMAT_VERSION, key_id_of, needs_rewrap, open_sealed, seal
+from broker.crypto.holder import KeyringFile
 from broker.crypto.keyring import (
     KEY_SIZE,
     Keyring,
@@ -16,6 +17,7 @@ __all__ = [
     "FORMAT_VERSION",
     "KEY_SIZE",
     "Keyring",
+    "KeyringFile",
     "derive_key",
     "key_id_of",
     "needs_rewrap",

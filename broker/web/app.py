@@ -8,25 +8,28 @@ from aiohttp import web
 
 from broker.catalog import Catalog, load_catalog
 from broker.config import Settings
+from broker.crypto import KeyringFile
+from broker.errors import ConfigError
 from broker.store import open_store
 from broker.web import middlewares
 from broker.web.routes import connectors, health
-from broker.web.state import CATALOG, SETTINGS, STORE
-
-MAX_BODY_BYTES = 256 * 1024
+from broker.web.state import CATALOG, KEYRING, SETTINGS, STORE
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.Application:
     """Build the application; the store is opened on startup and closed on cleanup.
 
-    The catalog is loaded here (not lazily) so a broken manifest stops the broker before it
-    listens.
+    The catalog and keyring are loaded here (not lazily) so a broken manifest or a missing
+    key stops the broker before it listens: no keyring, no start.
     """
+    if settings.keyring_file is None:
+        raise ConfigError("BROKER_KEYRING_FILE is not set")
     app = web.Application(
-        middlewares=[middlewares.json_errors, middlewares.admin_auth],
-        client_max_size=MAX_BODY_BYTES,
+        middlewares=[middlewares.json_errors, middlewares.body_limit, middlewares.admin_auth],
+        client_max_size=middlewares.MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app[KEYRING] = KeyringFile(settings.keyring_file)
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_store_ctx)
     app.add_routes(health.routes)

@@ -49,6 +49,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_body("internal_error", "internal error", 500)
 
 
+MAX_BODY_BYTES = 256 * 1024
+
+
+@web.middleware
+async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a declared oversized body before any handler runs; a chunked one is still capped
+    when read (`client_max_size`)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    return await handler(request)
+
+
 def is_admin_path(path: str) -> bool:
     return path.startswith("/v1/") and not path.startswith("/v1/runtime/")
 

@@ -6,8 +6,10 @@ from aiohttp import web
 
 from broker.catalog import Catalog
 from broker.config import Settings
+from broker.crypto import KeyringFile
 from broker.store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
 STORE = web.AppKey("store", Store)
+KEYRING = web.AppKey("keyring", KeyringFile)

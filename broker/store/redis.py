@@ -1,0 +1,203 @@
+"""The Redis backend of the Store protocol (standalone, Cluster, Sentinel) on redis-py asyncio.
+
+Key layout: `broker.store.redis_layout`. Every read-modify-write is one single-key Lua script
+(`broker.store.redis_scripts`) run by EVALSHA, so it is atomic on a Cluster too.
+
+Failure policy: each call runs under `asyncio.timeout(timeout)` on top of socket timeouts of
+the same length, and every Redis, socket or timeout error becomes `StoreUnavailable` naming
+the operation only (never a key's value). Connections are re-established lazily by redis-py,
+so the same store object works again once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from broker.errors import StoreUnavailable, VersionConflict
+from broker.store import redis_scripts as lua
+from broker.store.base import DueItem, ScanPage
+from broker.store.redis_connect import Client, connect
+from broker.store.redis_layout import DUE_PARTITIONS, Layout
+from broker.store.redis_scan import scan_page
+
+T = TypeVar("T")
+
+
+def _ms(ttl: float) -> int:
+    if not ttl > 0:
+        raise ValueError("ttl must be positive")
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisStore:
+    def __init__(self, client: Client, close: Callable[[], Awaitable[None]], layout: Layout,
+                 timeout: float, max_connections: int) -> None:
+        self._client = client
+        self._close_client = close
+        self._layout = layout
+        self._timeout = timeout
+        self._closed = False
+        # Each call in flight holds one connection. The Cluster client fails outright when a
+        # node's pool is full, so a burst waits here instead, inside the call's deadline.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._put = client.register_script(lua.PUT)
+        self._cas_delete = client.register_script(lua.CAS_DELETE)
+        self._take = client.register_script(lua.TAKE)
+        self._release = client.register_script(lua.RELEASE)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        namespace: str = "broker",
+        timeout: float = 2.0,  # noqa: ASYNC109 - a per-call deadline, not this call's
+        max_connections: int = 100,
+        due_partitions: int = DUE_PARTITIONS,
+    ) -> RedisStore:
+        """Connect and check that Redis answers (StoreUnavailable if it does not), so a
+        wrong URL or password fails at startup rather than on the first request.
+
+        `timeout` bounds every call; `max_connections` caps calls in flight (per node on a
+        Cluster); `due_partitions` is part of the stored format (see redis_layout)."""
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        layout = Layout(namespace, due_partitions)
+        connected = connect(url, timeout, max_connections)
+        store = cls(connected.client, connected.close, layout, timeout, max_connections)
+        try:
+            await store.ping()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _run(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"redis {op}: the store is closed")
+        try:
+            async with asyncio.timeout(self._timeout), self._slots:
+                return await call()
+        except (RedisError, OSError) as exc:  # TimeoutError is an OSError
+            raise StoreUnavailable(f"redis {op} failed: {type(exc).__name__}") from exc
+
+    async def get(self, key: str) -> tuple[bytes, int] | None:
+        name = self._layout.record(key)
+        row: list[Any] = await self._run("get", lambda: self._client.hmget(name, ["v", "n"]))
+        value, version = row
+        if value is None or version is None:
+            return None
+        return bytes(value), int(version)
+
+    async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
+        if expect_version is not None and expect_version < 0:
+            raise ValueError("expect_version must be None or >= 0")
+        expect = "" if expect_version is None else str(expect_version)
+        return await self._write("put", key, value, expect, "")
+
+    async def put_ttl(self, key: str, value: bytes, ttl: float) -> int:
+        return await self._write("put_ttl", key, value, "", str(_ms(ttl)))
+
+    async def _write(self, op: str, key: str, value: bytes, expect: str, ttl_ms: str) -> int:
+        name = self._layout.record(key)
+        result = await self._run(
+            op, lambda: self._put(keys=[name], args=[value, expect, ttl_ms]))
+        version = int(result)
+        if version == lua.CONFLICT:
+            raise VersionConflict(f"{key}: expected version {expect}")
+        return version
+
+    async def delete(self, key: str, expect_version: int | None = None) -> bool:
+        name = self._layout.record(key)
+        if expect_version is None:
+            deleted = await self._run("delete", lambda: self._client.delete(name))
+            return int(deleted) > 0
+        if expect_version < 0:
+            raise ValueError("expect_version must be None or >= 0")
+        result = int(await self._run(
+            "delete", lambda: self._cas_delete(keys=[name], args=[expect_version])))
+        if result == lua.CONFLICT:
+            raise VersionConflict(f"{key}: expected version {expect_version}")
+        return result == 1
+
+    async def scan(self, prefix: str, cursor: str | None = None, limit: int = 500) -> ScanPage:
+        # half the deadline for SCAN round trips leaves the rest for fetching the values
+        return await self._run("scan", lambda: scan_page(
+            self._client, self._layout, prefix, cursor, limit, self._timeout / 2))
+
+    async def take(self, key: str) -> bytes | None:
+        name = self._layout.record(key)
+        value = await self._run("take", lambda: self._take(keys=[name]))
+        return None if value is None else bytes(value)
+
+    async def acquire(self, key: str, ttl: float) -> str | None:
+        # SET NX PX is one atomic command already: no script needed
+        name, token, ms = self._layout.lock(key), secrets.token_urlsafe(24), _ms(ttl)
+        won = await self._run("acquire", lambda: self._client.set(name, token, nx=True, px=ms))
+        return token if won else None
+
+    async def release(self, key: str, token: str) -> bool:
+        name = self._layout.lock(key)
+        result = await self._run("release", lambda: self._release(keys=[name], args=[token]))
+        return int(result) == 1
+
+    async def schedule(self, key: str, at: float) -> None:
+        index = self._layout.due_key(key)
+        await self._run("schedule", lambda: self._client.zadd(index, {key: at}))
+
+    async def unschedule(self, key: str) -> None:
+        index = self._layout.due_key(key)
+        await self._run("unschedule", lambda: self._client.zrem(index, key))
+
+    async def due(self, now: float, limit: int) -> list[DueItem]:
+        """Partitions are read in one pipeline and concatenated from a random partition on,
+        so replicas polling at once start on different partitions instead of all fighting
+        over the globally earliest items."""
+        if limit <= 0:
+            return []
+        rows = await self._run("due", lambda: self._due_rows(now, limit))
+        start = random.randrange(len(rows))  # noqa: S311 - load spreading, not security
+        items: list[DueItem] = []
+        for row in rows[start:] + rows[:start]:
+            for member, score in row:
+                items.append(DueItem(bytes(member).decode(), float(score)))
+                if len(items) == limit:
+                    return items
+        return items
+
+    async def _due_rows(self, now: float, limit: int) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for index in self._layout.due_keys:
+            pipe.zrangebyscore(index, "-inf", now, start=0, num=limit, withscores=True)
+        rows: list[Any] = await pipe.execute()
+        return rows
+
+    async def ping(self) -> None:
+        await self._run("ping", self._ping)
+
+    async def _ping(self) -> None:
+        # on a Cluster PING goes to every node, so one lost shard fails the health check
+        if isinstance(self._client, RedisCluster):
+            await self._client.ping(target_nodes=RedisCluster.ALL_NODES)
+        else:
+            await self._client.ping()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._close_client()
+        except (RedisError, OSError):
+            pass  # closing is best effort: the connections are being dropped anyway

@@ -1,0 +1,60 @@
+"""Lua for the Redis store's read-modify-write operations.
+
+Each script touches exactly one key, so it runs unchanged on a Cluster (no CROSSSLOT) and is
+atomic without WATCH/MULTI: a script runs to completion before any other command on its shard.
+A record is a hash {v: value bytes, n: version}; a missing key reads as version 0.
+"""
+
+from __future__ import annotations
+
+CONFLICT = -1
+"""Returned by PUT and CAS_DELETE when the expected version does not match (versions are >= 0)."""
+
+# KEYS[1] record; ARGV[1] value; ARGV[2] expected version or '' (blind);
+# ARGV[3] ttl in ms or '' (no ttl). Returns the new version or CONFLICT.
+PUT = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= cur then
+  return -1
+end
+local n = cur + 1
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', n)
+if ARGV[3] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return n
+"""
+
+# KEYS[1] record; ARGV[1] expected version. Returns 1 deleted, 0 absent, or CONFLICT.
+CAS_DELETE = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
+if tonumber(ARGV[1]) ~= cur then
+  return -1
+end
+if cur == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# KEYS[1] record. Returns the value (or nil) and deletes the key in the same step, so of many
+# concurrent callers exactly one sees the value.
+TAKE = """
+local v = redis.call('HGET', KEYS[1], 'v')
+if v then
+  redis.call('DEL', KEYS[1])
+end
+return v
+"""
+
+# KEYS[1] lock; ARGV[1] owner token. Deletes only while the token still owns the lock, so a
+# holder whose lock expired and was re-acquired by someone else cannot release theirs.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""

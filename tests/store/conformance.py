@@ -1,0 +1,329 @@
+# Use: `from tests.store.conformance import StoreConformance` then
+# `class TestMyBackend(StoreConformance)` with an async `store` fixture yielding a fresh Store.
+"""One conformance suite for every `Store` backend (after Vault's `physical.ExerciseBackend`).
+
+The `store` fixture a backend's test module provides must yield a store whose keyspace is
+EMPTY (a fresh file, a fresh Redis namespace): the due-time index is global and some tests
+assert on all of it. Tests still build their keys from a per-test unique id, so leftovers of a
+crashed run in a shared namespace cannot make another test pass by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+
+from broker.errors import VersionConflict
+from broker.store import keys
+from broker.store.base import Entry, Store
+
+# Short enough to keep the suite fast, long enough that a loaded CI box does not expire a key
+# between the write and the first read.
+TTL = 0.4
+PAST_TTL = TTL + 0.25
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class StoreConformance:
+    """Base class: subclass it as `Test<Backend>` and provide a `store` fixture."""
+
+    async def test_implements_protocol(self, store: Store) -> None:
+        assert isinstance(store, Store)
+        await store.ping()
+
+    async def test_get_missing(self, store: Store) -> None:
+        assert await store.get(keys.connection(f"conn_{uid()}")) is None
+        assert await store.get(keys.oauth_app(uid(), "tenant-1")) is None
+
+    async def test_put_get_round_trip_and_versions(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        assert await store.put(key, b"one") == 1
+        assert await store.get(key) == (b"one", 1)
+        assert await store.put(key, b"two") == 2
+        assert await store.put(key, b"three", expect_version=2) == 3
+        assert await store.get(key) == (b"three", 3)
+
+    async def test_keys_are_independent(self, store: Store) -> None:
+        a, b = keys.connection(f"conn_{uid()}"), keys.connection(f"conn_{uid()}")
+        await store.put(a, b"a")
+        await store.put(b, b"b")
+        await store.put(b, b"b2")
+        assert await store.get(a) == (b"a", 1)
+        assert await store.get(b) == (b"b2", 2)
+
+    async def test_create_only_conflicts_on_existing_key(self, store: Store) -> None:
+        key = keys.oauth_app(uid())
+        assert await store.put(key, b"first", expect_version=0) == 1
+        with pytest.raises(VersionConflict):
+            await store.put(key, b"second", expect_version=0)
+        assert await store.get(key) == (b"first", 1)
+
+    async def test_cas_with_stale_version_changes_nothing(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        await store.put(key, b"v1")
+        assert await store.put(key, b"v2", expect_version=1) == 2
+        with pytest.raises(VersionConflict):
+            await store.put(key, b"stale", expect_version=1)
+        with pytest.raises(VersionConflict):
+            await store.put(key, b"future", expect_version=7)
+        assert await store.get(key) == (b"v2", 2)
+
+    async def test_cas_on_missing_key_with_positive_version_conflicts(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        with pytest.raises(VersionConflict):
+            await store.put(key, b"x", expect_version=1)
+        assert await store.get(key) is None
+
+    async def test_delete_without_expect_version(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        assert await store.delete(key) is False
+        await store.put(key, b"x")
+        await store.put(key, b"y")
+        assert await store.delete(key) is True
+        assert await store.get(key) is None
+        assert await store.delete(key) is False
+        # A deleted key is missing, so it starts over at version 1.
+        assert await store.put(key, b"again", expect_version=0) == 1
+
+    async def test_delete_with_expect_version(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        await store.put(key, b"x")
+        await store.put(key, b"y")
+        with pytest.raises(VersionConflict):
+            await store.delete(key, expect_version=1)
+        assert await store.get(key) == (b"y", 2)
+        with pytest.raises(VersionConflict):
+            await store.delete(key, expect_version=0)
+        assert await store.delete(key, expect_version=2) is True
+        assert await store.get(key) is None
+        with pytest.raises(VersionConflict):
+            await store.delete(key, expect_version=2)
+        # Missing has version 0: "delete if still absent" matches and deletes nothing.
+        assert await store.delete(key, expect_version=0) is False
+
+    async def test_concurrent_cas_increments_are_exact(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        writers, increments = 100, 25
+        await store.put(key, b"0", expect_version=0)
+
+        async def writer() -> None:
+            conflicts = 0
+            for _ in range(increments):
+                while True:
+                    current = await store.get(key)
+                    assert current is not None
+                    value, version = current
+                    try:
+                        await store.put(key, str(int(value) + 1).encode(), expect_version=version)
+                        break
+                    except VersionConflict:
+                        conflicts += 1
+                        # Capped, jittered exponential backoff, as a real caller would: without
+                        # it 100 writers in lockstep lose almost every attempt (8x slower).
+                        backoff = min(0.05, 0.001 * 2 ** min(conflicts, 6))
+                        await asyncio.sleep(random.uniform(0, backoff))
+
+        await asyncio.gather(*(writer() for _ in range(writers)))
+        total = writers * increments
+        assert await store.get(key) == (str(total).encode(), total + 1)
+
+    async def test_put_ttl_expires(self, store: Store) -> None:
+        read, taken = keys.oauth_state(uid()), keys.oauth_state(uid())
+        assert await store.put_ttl(read, b"state", TTL) == 1
+        assert await store.put_ttl(taken, b"state", TTL) == 1
+        assert await store.get(read) == (b"state", 1)
+        await asyncio.sleep(PAST_TTL)
+        assert await store.get(read) is None
+        assert await store.take(taken) is None
+        # Expired is missing: it can be created again, from version 1.
+        assert await store.put(read, b"new", expect_version=0) == 1
+
+    async def test_put_ttl_bumps_version(self, store: Store) -> None:
+        key = keys.connect_session(uid())
+        await store.put(key, b"a")
+        assert await store.put_ttl(key, b"b", 30) == 2
+        assert await store.get(key) == (b"b", 2)
+
+    async def test_put_clears_ttl(self, store: Store) -> None:
+        key = keys.connect_session(uid())
+        await store.put_ttl(key, b"short-lived", TTL)
+        assert await store.put(key, b"kept", expect_version=1) == 2
+        await asyncio.sleep(PAST_TTL)
+        assert await store.get(key) == (b"kept", 2)
+
+    async def test_take_returns_value_once(self, store: Store) -> None:
+        key = keys.oauth_state(uid())
+        await store.put_ttl(key, b"one-time", 30)
+        assert await store.take(key) == b"one-time"
+        assert await store.take(key) is None
+        assert await store.get(key) is None
+
+    async def test_take_missing_is_none(self, store: Store) -> None:
+        assert await store.take(keys.oauth_state(uid())) is None
+
+    async def test_take_of_plain_put(self, store: Store) -> None:
+        key = keys.connect_session(uid())
+        await store.put(key, b"plain")
+        assert await store.take(key) == b"plain"
+        assert await store.get(key) is None
+
+    async def test_concurrent_take_has_exactly_one_winner(self, store: Store) -> None:
+        key = keys.oauth_state(uid())
+        await store.put_ttl(key, b"prize", 30)
+        results = await asyncio.gather(*(store.take(key) for _ in range(50)))
+        assert results.count(b"prize") == 1
+        assert results.count(None) == 49
+
+    async def test_lock_owner_semantics(self, store: Store) -> None:
+        key = keys.refresh_lock(f"conn_{uid()}")
+        token = await store.acquire(key, 30)
+        assert isinstance(token, str)
+        assert token
+        assert await store.acquire(key, 30) is None
+        assert await store.release(key, "not-the-owner") is False
+        assert await store.acquire(key, 30) is None
+        assert await store.release(key, token) is True
+        assert await store.release(key, token) is False
+        again = await store.acquire(key, 30)
+        assert again is not None
+        assert again != token
+        assert await store.release(key, again) is True
+
+    async def test_lock_expires(self, store: Store) -> None:
+        key = keys.refresh_lock(f"conn_{uid()}")
+        first = await store.acquire(key, TTL)
+        assert first is not None
+        assert await store.acquire(key, 30) is None
+        await asyncio.sleep(PAST_TTL)
+        second = await store.acquire(key, 30)
+        assert second is not None
+        # The expired holder cannot free the lock its successor now holds.
+        assert await store.release(key, first) is False
+        assert await store.acquire(key, 30) is None
+        assert await store.release(key, second) is True
+
+    async def test_concurrent_acquire_has_exactly_one_winner(self, store: Store) -> None:
+        key = keys.refresh_lock(f"conn_{uid()}")
+        tokens = await asyncio.gather(*(store.acquire(key, 30) for _ in range(50)))
+        assert len([t for t in tokens if t is not None]) == 1
+
+    async def test_locks_are_per_key(self, store: Store) -> None:
+        a, b = keys.refresh_lock(f"conn_{uid()}"), keys.refresh_lock(f"conn_{uid()}")
+        assert await store.acquire(a, 30) is not None
+        assert await store.acquire(b, 30) is not None
+
+    async def test_scan_pages_over_many_keys_exactly_once(self, store: Store) -> None:
+        run = uid()
+        count, page_size = 10_000, 250
+        expected = {keys.connection(f"conn_{run}_{i:05d}"): str(i).encode() for i in range(count)}
+        rewritten = set(list(expected)[::7])  # these end at version 2
+        others = [keys.oauth_app(f"{run}_{i}") for i in range(50)]
+        others += [keys.connect_session(f"{run}_{i}") for i in range(50)]
+        await _put_all(store, {**expected, **{k: b"other" for k in others}})
+        await _put_all(store, {k: expected[k] for k in rewritten})
+
+        seen: dict[str, Entry] = {}
+        pages = 0
+        cursor: str | None = None
+        while True:
+            page = await store.scan(keys.CONNECTION_PREFIX, cursor, page_size)
+            pages += 1
+            assert len(page.entries) <= page_size
+            for entry in page.entries:
+                assert entry.key not in seen, f"{entry.key} returned twice"
+                seen[entry.key] = entry
+            cursor = page.cursor
+            if cursor is None:
+                break
+            assert pages < count, "scan does not terminate"
+        assert set(seen) == set(expected)
+        for key, entry in seen.items():
+            assert entry.value == expected[key]
+            assert entry.version == (2 if key in rewritten else 1)
+
+    async def test_scan_of_empty_prefix_completes(self, store: Store) -> None:
+        await store.put(keys.connection(f"conn_{uid()}"), b"x")
+        cursor: str | None = None
+        for _ in range(100):
+            page = await store.scan(keys.OAUTH_STATE_PREFIX, cursor, 10)
+            assert page.entries == []
+            cursor = page.cursor
+            if cursor is None:
+                return
+        pytest.fail("scan of a prefix with no keys never completed")
+
+    async def test_scan_skips_expired_keys(self, store: Store) -> None:
+        run = uid()
+        live, dying = keys.oauth_state(f"{run}_live"), keys.oauth_state(f"{run}_dying")
+        await store.put_ttl(live, b"live", 30)
+        await store.put_ttl(dying, b"dying", TTL)
+        await asyncio.sleep(PAST_TTL)
+        assert await _scan_all(store, keys.OAUTH_STATE_PREFIX + run) == {live: b"live"}
+
+    async def test_due_index(self, store: Store) -> None:
+        run = uid()
+        a, b, c, d = (keys.connection(f"conn_{run}_{n}") for n in "abcd")
+        now = time.time()
+        await store.schedule(a, now - 30)
+        await store.schedule(b, now - 10)
+        await store.schedule(c, now - 20)
+        await store.schedule(d, now + 100)
+        a_at, b_at, c_at, d_at = at(now - 30), at(now - 10), at(now - 20), at(now + 100)
+
+        # Every tested backend has one partition, so "earliest first" is a total order here.
+        assert await _due(store, now, 10) == [(a, a_at), (c, c_at), (b, b_at)]
+        assert await _due(store, now, 2) == [(a, a_at), (c, c_at)]
+
+        await store.schedule(a, now + 50)  # rescheduling replaces the earlier time
+        a_at = at(now + 50)
+        assert await _due(store, now, 10) == [(c, c_at), (b, b_at)]
+        await store.unschedule(c)
+        await store.unschedule(keys.connection(f"conn_{run}_never"))
+        assert await _due(store, now, 10) == [(b, b_at)]
+        assert await _due(store, now + 200, 10) == [(b, b_at), (a, a_at), (d, d_at)]
+        assert await _due(store, now - 60, 10) == []
+
+    async def test_binary_values_round_trip(self, store: Store) -> None:
+        every_byte = bytes(range(256))
+        run = uid()
+        plain, ttl = keys.connection(f"conn_{run}"), keys.oauth_state(run)
+        await store.put(plain, every_byte)
+        assert await store.get(plain) == (every_byte, 1)
+        assert await _scan_all(store, plain) == {plain: every_byte}
+        await store.put_ttl(ttl, every_byte[::-1], 30)
+        assert await store.take(ttl) == every_byte[::-1]
+        empty = keys.connection(f"conn_{run}_empty")
+        await store.put(empty, b"")
+        assert await store.get(empty) == (b"", 1)
+
+
+async def _put_all(store: Store, items: dict[str, bytes], chunk: int = 500) -> None:
+    pending = list(items.items())
+    for start in range(0, len(pending), chunk):
+        await asyncio.gather(*(store.put(k, v) for k, v in pending[start : start + chunk]))
+
+
+async def _scan_all(store: Store, prefix: str) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    cursor: str | None = None
+    while True:
+        page = await store.scan(prefix, cursor, 100)
+        found.update((e.key, e.value) for e in page.entries)
+        if (cursor := page.cursor) is None:
+            return found
+
+
+async def _due(store: Store, now: float, limit: int) -> list[tuple[str, float]]:
+    return [(i.key, i.at) for i in await store.due(now, limit)]
+
+
+def at(t: float) -> object:
+    # A backend may keep times as text or scores; a millisecond is the precision that matters.
+    return pytest.approx(t, abs=1e-3)

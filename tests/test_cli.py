@@ -1,0 +1,186 @@
+"""The command line: manifest validation, the catalog, keys, and `serve` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from broker.catalog import BUNDLED_DIR
+from broker.cli import main
+from broker.crypto import Keyring
+
+BROKEN = Path(__file__).parent / "manifests" / "broken"
+BROKER = [sys.executable, "-m", "broker.cli"]
+
+
+def test_validate_bundled_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifest", "validate", str(BUNDLED_DIR)]) == 0
+    assert "manifests valid" in capsys.readouterr().err
+
+
+def test_validate_reports_every_problem_with_file_and_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = json.loads((BROKEN / "11-duplicate-stream-keys.json").read_text())
+    manifest = case["manifest"]
+    manifest["streams"].append({"key": "late", "mode": "poll", "schedule": "61 * * * *"})
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(manifest))
+    good = BUNDLED_DIR / "stripe" / "manifest.json"
+    assert main(["manifest", "validate", str(good), str(path)]) == 1
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert f"{path}: {case['expect_path']}: duplicate stream key" in "\n".join(lines)
+    assert any(line.startswith(f"{path}: $.streams[") and "outside 0-59" in line for line in lines)
+    assert "1 of 2 manifests valid" in out.err
+
+
+def test_validate_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifest", "validate", str(tmp_path / "nope.json")]) == 1
+    assert "cannot read" in capsys.readouterr().out
+
+
+def test_connectors_list(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BROKER_CONNECTORS_DIRS", raising=False)
+    assert main(["connectors", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["KEY", "AUTH", "KIND"]
+    assert any(line.split()[:2] == ["stripe", "api_key"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["xero", "oauth"] for line in out.splitlines())
+
+
+def test_connectors_list_refuses_a_broken_extra_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bad").mkdir()
+    case = json.loads((BROKEN / "13-cron-six-fields.json").read_text())
+    case["manifest"]["key"] = "bad"
+    (tmp_path / "bad" / "manifest.json").write_text(json.dumps(case["manifest"]))
+    monkeypatch.setenv("BROKER_CONNECTORS_DIRS", str(tmp_path))
+    assert main(["connectors", "list"]) == 2
+    assert case["expect_path"] in capsys.readouterr().err
+
+
+def test_keys_generate_add_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "keyring.json"
+    assert main(["keys", "generate", "--id", "k1", "--out", str(path)]) == 0
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert main(["keys", "generate", "--out", str(path)]) == 2  # never overwrites
+    assert main(["keys", "add", "--file", str(path), "--id", "k2"]) == 0
+    ring = Keyring.load(path)
+    assert (ring.ids, ring.primary) == (["k1", "k2"], "k1")
+    assert main(["keys", "promote", "--file", str(path), "k2"]) == 0
+    assert Keyring.load(path).primary == "k2"
+    assert main(["keys", "promote", "--file", str(path), "k9"]) != 0
+    out = capsys.readouterr()
+    for key in ring.keys.values():  # no key material outside `generate` to stdout
+        assert key.hex() not in out.out + out.err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
+    """The README's run command: `broker serve --dev` from an empty folder serves /healthz."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [*BROKER, "serve", "--dev", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        body = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        assert json.loads(body) == {"status": "ok"}
+        ready = json.loads(_wait_for(f"http://127.0.0.1:{port}/readyz", proc))
+        assert ready["status"] == "ready"
+        assert (tmp_path / "broker-data" / "keyring.json").is_file()
+        assert (tmp_path / "broker-data" / "broker.db").is_file()
+        token = (tmp_path / "broker-data" / "admin-token").read_text().strip()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/connectors", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            assert len(json.loads(resp.read())["connectors"]) >= 16
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=10)[0]
+    assert "admin token" in output
+    assert proc.returncode == 0, output
+
+
+def _wait_for(url: str, proc: subprocess.Popen[str]) -> bytes:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"broker exited: {proc.communicate()[0]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bytes(resp.read())
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"BROKER_PORT": "eighty"}, "BROKER_PORT"),
+        ({"BROKER_STORE": "mysql://db"}, "BROKER_STORE"),
+        ({"BROKER_ADMIN_TOKEN": "x" * 20}, "BROKER_KEYRING_FILE: not set"),
+        (
+            {"BROKER_ADMIN_TOKEN": "x" * 20, "BROKER_KEYRING_FILE": "/nonexistent/k.json"},
+            "does not exist",
+        ),
+    ],
+)
+def test_serve_refuses_invalid_configuration(
+    tmp_path: Path, env: dict[str, str], fragment: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    clean["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [*BROKER, "serve"],
+        cwd=tmp_path,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_corrupt_keyring(tmp_path: Path) -> None:
+    keyring = tmp_path / "k.json"
+    keyring.write_text('{"primary": "k1", "keys": {"k1": "c2hvcnQ="}}')
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    clean |= {
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "BROKER_KEYRING_FILE": str(keyring),
+        "BROKER_ADMIN_TOKEN": "y" * 20,
+    }
+    result = subprocess.run(
+        [*BROKER, "serve"], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "k1" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,78 @@
+"""Settings: names and defaults of DESIGN section 8, comma lists, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import load_settings
+from broker.errors import ConfigError
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BROKER_HOST", "BROKER_PORT", "BROKER_STORE", "BROKER_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings()
+    assert (s.host, s.port, s.store) == ("127.0.0.1", 8080, "sqlite:///./broker-data/broker.db")
+    assert s.sqlite_path == "./broker-data/broker.db"
+    assert s.public_url == "http://127.0.0.1:8080"
+    assert s.webhook_base_url == s.public_url
+    assert s.allowed_return_origins == ["http://127.0.0.1:8080"]
+    assert s.refresh_margin == 300
+
+
+def test_environment_and_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BROKER_PORT", "9000")
+    monkeypatch.setenv("BROKER_ADMIN_TOKEN", "first-token-0123456789, second-token-0123456789")
+    monkeypatch.setenv(
+        "BROKER_ALLOWED_RETURN_ORIGINS", "https://app.example.com,https://b.example.com"
+    )
+    monkeypatch.setenv("BROKER_CONNECTORS_DIRS", f"{tmp_path}/a,{tmp_path}/b")
+    monkeypatch.setenv("BROKER_PUBLIC_URL", "https://broker.example.com/")
+    monkeypatch.setenv("BROKER_STORE", "redis+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    s = load_settings()
+    assert s.port == 9000
+    assert [t.get_secret_value() for t in s.admin_token] == [
+        "first-token-0123456789",
+        "second-token-0123456789",
+    ]
+    assert s.allowed_return_origins == ["https://app.example.com", "https://b.example.com"]
+    assert s.connectors_dirs == [tmp_path / "a", tmp_path / "b"]
+    assert s.public_url == "https://broker.example.com"
+    assert s.webhook_base_url == "https://broker.example.com"
+    assert s.sqlite_path is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("BROKER_PORT", "eighty", "BROKER_PORT"),
+        ("BROKER_PORT", "70000", "BROKER_PORT"),
+        ("BROKER_STORE", "mysql://x", "BROKER_STORE: must start with one of"),
+        ("BROKER_PUBLIC_URL", "ftp://x", "BROKER_PUBLIC_URL: must be an http"),
+        ("BROKER_ALLOWED_RETURN_ORIGINS", "https://app.example.com/path", "not an origin"),
+        ("BROKER_ADMIN_TOKEN", "short", "at least 16 characters"),
+        ("BROKER_REFRESH_MARGIN", "-1", "BROKER_REFRESH_MARGIN"),
+    ],
+)
+def test_invalid_values_are_named(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert fragment in str(info.value)
+    if name == "BROKER_ADMIN_TOKEN":
+        assert value not in str(info.value).replace("BROKER_", "")
+
+
+def test_runnable_needs_keyring_and_admin_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("BROKER_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("BROKER_KEYRING_FILE", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError) as info:
+        load_settings().require_runnable()
+    assert "BROKER_KEYRING_FILE" in str(info.value) and "does not exist" in str(info.value)
+    assert "BROKER_ADMIN_TOKEN: not set" in str(info.value)

@@ -1,0 +1,117 @@
+"""The import rule of DESIGN section 1, checked on the source: imports point one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "broker"
+
+# layer -> broker modules it may import (by prefix); lower layers never import higher ones
+BASE = (
+    "broker.errors",
+    "broker.cron",
+    "broker.settings_schema",
+    "broker.manifest",
+    "broker.catalog",
+    "broker.config",
+    "broker.oauth",
+    "broker.crypto",
+)
+STORE = (*BASE, "broker.store")
+SERVICES = (
+    *BASE,
+    "broker.store.base",
+    "broker.store.keys",
+    "broker.store.sealed",
+    "broker.services",
+)
+WEB = (*SERVICES, "broker.web", "broker.store")  # web/app.py opens the store (composition root)
+ANYTHING = ("broker",)
+# third-party packages that do I/O; the pure layers must not touch them
+IO_PACKAGES = ("aiohttp", "redis", "socket", "sqlite3", "asyncio")
+
+
+def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(allowed broker imports, forbidden third-party imports) for a module."""
+    if module.startswith(
+        (
+            "broker.oauth",
+            "broker.crypto",
+            "broker.errors",
+            "broker.cron",
+            "broker.manifest",
+            "broker.settings_schema",
+            "broker.config",
+            "broker.catalog",
+        )
+    ):
+        return BASE, IO_PACKAGES
+    if module.startswith("broker.store"):
+        return STORE, ("aiohttp",)
+    if module.startswith("broker.services"):
+        return SERVICES, ()
+    if module.startswith("broker.web"):
+        return WEB, ()
+    return ANYTHING, ()  # cli, keys_cli, runtime SDK, testing helpers
+
+
+def imports_of(path: Path, module: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import: resolve against this package
+                base = module.rsplit(".", node.level)[0]
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                # `from broker import settings_schema` imports broker.settings_schema
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out.append((name, path))
+    return out
+
+
+@pytest.mark.parametrize(("module", "path"), modules(), ids=[m for m, _ in modules()])
+def test_imports_point_one_way(module: str, path: Path) -> None:
+    allowed, forbidden_io = layer_of(module)
+    for imported in imports_of(path, module):
+        if imported.startswith("broker"):
+            assert imported.startswith(allowed), f"{module} must not import {imported}"
+        else:
+            top = imported.split(".")[0]
+            assert top not in forbidden_io, f"{module} must not import {top} (I/O in a pure layer)"
+
+
+def test_only_composition_roots_name_backends() -> None:
+    roots = {"broker.web.app", "broker.cli", "broker.keys_cli"}
+    for module, path in modules():
+        if module.startswith("broker.store") or module in roots:
+            continue
+        for imported in imports_of(path, module):
+            assert not imported.startswith(("broker.store.sqlite", "broker.store.redis")), (
+                f"{module} names a concrete store backend ({imported})"
+            )
+            if module.startswith("broker.services"):
+                assert imported != "broker.store", (
+                    f"{module} must use broker.store.base, not open_store"
+                )
+
+
+def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import aiohttp\nfrom broker.web import app\n")
+    allowed, forbidden = layer_of("broker.crypto.bad")
+    found = imports_of(bad, "broker.crypto.bad")
+    assert "aiohttp" in forbidden and "aiohttp" in found
+    assert not "broker.web".startswith(allowed)
