@@ -66,23 +66,20 @@ _PURGE_LOCKS = (
     "DELETE FROM locks WHERE key IN "
     "(SELECT key FROM locks WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
 )
-_LIVE = "(expires_at IS NULL OR expires_at > ?)"
-# Four constant statements rather than SQL built per call, so that each one keeps a plain
-# index range on `key` (a lower bound from the prefix or the cursor, an upper one if any).
+# Four constant statements, one per (first page?, prefix has an upper bound?), so that each
+# keeps a plain index range on `key` and no SQL is built per call.
+_SCAN_COLUMNS = "SELECT key, value, version FROM kv WHERE "
+_SCAN_TAIL = " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
 _SCAN = {
-    (first, bounded): (
-        "SELECT key, value, version FROM kv WHERE "
-        + ("key >= ?" if first else "key > ?")
-        + (" AND key < ?" if bounded else "")
-        + f" AND {_LIVE} ORDER BY key LIMIT ?"
-    )
-    for first in (True, False)
-    for bounded in (True, False)
+    (True, True): _SCAN_COLUMNS + "key >= ? AND key < ?" + _SCAN_TAIL,
+    (True, False): _SCAN_COLUMNS + "key >= ?" + _SCAN_TAIL,
+    (False, True): _SCAN_COLUMNS + "key > ? AND key < ?" + _SCAN_TAIL,
+    (False, False): _SCAN_COLUMNS + "key > ?" + _SCAN_TAIL,
 }
 
 
 class SqliteStore:
-    """A `broker.store.base.Store` on one SQLite file. Create with `await SqliteStore.open(path)`."""
+    """A `broker.store.base.Store` on one SQLite file: `await SqliteStore.open(path)`."""
 
     def __init__(self, path: str, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self.path = path
@@ -101,9 +98,7 @@ class SqliteStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(
-                executor, _connect, path, busy_timeout, synchronous
-            )
+            conn = await loop.run_in_executor(executor, _connect, path, busy_timeout, synchronous)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -121,18 +116,18 @@ class SqliteStore:
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("sqlite store is closed")
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, _guarded, op, conn
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._executor, _guarded, op, conn)
 
     async def ping(self) -> None:
-        # Reads the file header, so a deleted-under-us or corrupt file is noticed.
+        # Unlike SELECT 1 this reads the database file, so I/O errors and a corrupt header show.
         await self._run(lambda c: c.execute("PRAGMA schema_version").fetchone())
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         def op(conn: sqlite3.Connection) -> tuple[bytes, int] | None:
             row = conn.execute(
-                f"SELECT value, version FROM kv WHERE key = ? AND {_LIVE}", (key, time.time())
+                "SELECT value, version FROM kv WHERE key = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (key, time.time()),
             ).fetchone()
             return None if row is None else (bytes(row[0]), int(row[1]))
 

@@ -62,10 +62,12 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server on 127.0.0.1:`port`, data (if any) in `directory`."""
 
-    def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
+    def __init__(self, directory: Path, port: int | None = None, *extra: str,
+                 config: Path | None = None) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.extra = extra
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -74,7 +76,7 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+        args = [REDIS_SERVER, *([str(self.config)] if self.config else []), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
                 str(self.directory), "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--logfile", str(self.directory / "redis.log"), *self.extra]
         self.proc = subprocess.Popen(args, cwd=self.directory, stdout=subprocess.DEVNULL)
@@ -166,37 +168,21 @@ class Sentinel:
     """One sentinel (quorum 1) watching `master` under the service name `service`."""
 
     def __init__(self, directory: Path, master: RedisServer, service: str = "mymaster") -> None:
-        self.directory = directory
-        self.master = master
         self.service = service
-        self.server: RedisServer | None = None
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        conf = self.directory / "sentinel.conf"
+        directory.mkdir(parents=True, exist_ok=True)
+        conf = directory / "sentinel.conf"  # a sentinel insists on a writable config file
         conf.write_text(
-            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
-            f"sentinel down-after-milliseconds {self.service} 60000\n"
+            f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n"
+            f"sentinel down-after-milliseconds {service} 60000\n"
         )
-        self.server = RedisServer(self.directory, None, "--sentinel")
-        # redis-server takes the config file as its first argument
-        self.server.extra = ()
-        port = self.server.port
-        args = [REDIS_SERVER, str(conf), "--sentinel", "--port", str(port), "--bind",
-                "127.0.0.1", "--daemonize", "no", "--logfile", str(self.directory / "s.log")]
-        self.server.proc = subprocess.Popen(args, cwd=self.directory, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not _ping(port):
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("redis sentinel did not answer PING")
-            time.sleep(0.02)
+        self.server = RedisServer(directory, None, "--sentinel", config=conf)
 
     @property
     def url(self) -> str:
-        assert self.server is not None
         return f"redis+sentinel://127.0.0.1:{self.server.port}/{self.service}/0"
 
+    def start(self) -> None:
+        self.server.start()
+
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
+        self.server.stop()

@@ -38,6 +38,7 @@ CHILD = textwrap.dedent(
     async def main(path, key, tasks, increments, start_at):
         store = await SqliteStore.open(path)
         await asyncio.sleep(max(0.0, start_at - time.time()))
+        began = time.time()
 
         async def worker():
             for _ in range(increments):
@@ -50,6 +51,7 @@ CHILD = textwrap.dedent(
                         await asyncio.sleep(0)
 
         await asyncio.gather(*(worker() for _ in range(tasks)))
+        print(began, time.time())
         await store.close()
 
     path, key, tasks, increments, start_at = sys.argv[1:]
@@ -67,12 +69,22 @@ async def test_two_processes_cas_on_one_file_is_exact(tmp_path: Path) -> None:
     start_at = time.time() + 1.0
     args = [path, key, str(tasks), str(increments), str(start_at)]
     children = [
-        subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=ROOT, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(processes)
     ]
+    windows = []
     for child in children:
-        _, err = child.communicate(timeout=60)
+        out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err.decode()
+        began, ended = map(float, out.split())
+        windows.append((began, ended))
+    # Otherwise the test would prove nothing about cross-process safety.
+    assert max(b for b, _ in windows) < min(e for _, e in windows), "processes did not overlap"
     total = processes * tasks * increments
     assert await store.get(key) == (str(total).encode(), total + 1)
     await store.close()
