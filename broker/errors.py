@@ -5,6 +5,7 @@
     ├── ManifestError                    400 invalid_manifest   (carries every problem)
     ├── InvalidRequest                   400 invalid_request
     │   ├── InvalidSettings              400 invalid_settings   (carries every problem)
+    │   ├── ConnectionTestFailed         400 connection_test_failed
     │   └── NotOAuth                     400 not_oauth
     ├── Unauthorized                     401 unauthorized
     ├── NotGranted                       403 not_granted
@@ -14,6 +15,7 @@
     │   └── NeedsReauth                  409 needs_reauth
     ├── PayloadTooLarge                  413 payload_too_large
     ├── ProviderError                    502 provider_error
+    ├── RuntimeUnavailable               502 runtime_unavailable
     ├── StoreUnavailable                 503 store_unavailable
     └── CryptoError                      500 crypto_error
         └── UnknownKey                   500 unknown_key        (names the missing key id)
@@ -74,6 +76,10 @@ class InvalidSettings(_ProblemList, InvalidRequest):
     status = 400
 
 
+class ConnectionTestFailed(InvalidRequest):
+    code = "connection_test_failed"
+
+
 class NotOAuth(InvalidRequest):
     code = "not_oauth"
 
@@ -113,6 +119,11 @@ class PayloadTooLarge(BrokerError):
 
 class ProviderError(BrokerError):
     code = "provider_error"
+    status = 502
+
+
+class RuntimeUnavailable(BrokerError):
+    code = "runtime_unavailable"
     status = 502
 
 

@@ -12,6 +12,7 @@ CONNECTION_PREFIX = "{conn_"
 OAUTH_APP_PREFIX = "{app_"
 CONNECT_SESSION_PREFIX = "{session_"
 OAUTH_STATE_PREFIX = "{state_"
+TENANT_PREFIX = "{tenant_"
 
 
 def _tagged(record_id: str, part: str) -> str:
@@ -38,6 +39,10 @@ def connect_session(token_hash: str) -> str:
 
 def oauth_state(state_hash: str) -> str:
     return _tagged(f"state_{state_hash}", "record")
+
+
+def tenant_connections(tenant_id: str) -> str:
+    return _tagged(f"tenant_{tenant_id}", "connections")
 
 
 def record_id(key: str) -> str:

@@ -38,8 +38,14 @@ def _ms(ttl: float) -> int:
 
 
 class RedisStore:
-    def __init__(self, client: Client, close: Callable[[], Awaitable[None]], layout: Layout,
-                 timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        client: Client,
+        close: Callable[[], Awaitable[None]],
+        layout: Layout,
+        timeout: float,
+        max_connections: int,
+    ) -> None:
         self._client = client
         self._close_client = close
         self._layout = layout
@@ -66,8 +72,9 @@ class RedisStore:
         """Connect and check that Redis answers (StoreUnavailable if it does not), so a
         wrong URL or password fails at startup rather than on the first request.
 
-        `timeout` bounds every call; `max_connections` caps calls in flight (per node on a
-        Cluster); `due_partitions` is part of the stored format (see redis_layout)."""
+        `timeout` bounds every call; `max_connections` caps calls in flight, and so the
+        connections to any one node; `due_partitions` is part of the stored format (see
+        redis_layout)."""
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         if max_connections < 1:
@@ -110,8 +117,7 @@ class RedisStore:
 
     async def _write(self, op: str, key: str, value: bytes, expect: str, ttl_ms: str) -> int:
         name = self._layout.record(key)
-        result = await self._run(
-            op, lambda: self._put(keys=[name], args=[value, expect, ttl_ms]))
+        result = await self._run(op, lambda: self._put(keys=[name], args=[value, expect, ttl_ms]))
         version = int(result)
         if version == lua.CONFLICT:
             raise VersionConflict(f"{key}: expected version {expect}")
@@ -124,16 +130,19 @@ class RedisStore:
             return int(deleted) > 0
         if expect_version < 0:
             raise ValueError("expect_version must be None or >= 0")
-        result = int(await self._run(
-            "delete", lambda: self._cas_delete(keys=[name], args=[expect_version])))
+        result = int(
+            await self._run("delete", lambda: self._cas_delete(keys=[name], args=[expect_version]))
+        )
         if result == lua.CONFLICT:
             raise VersionConflict(f"{key}: expected version {expect_version}")
         return result == 1
 
     async def scan(self, prefix: str, cursor: str | None = None, limit: int = 500) -> ScanPage:
         # half the deadline for SCAN round trips leaves the rest for fetching the values
-        return await self._run("scan", lambda: scan_page(
-            self._client, self._layout, prefix, cursor, limit, self._timeout / 2))
+        return await self._run(
+            "scan",
+            lambda: scan_page(self._client, self._layout, prefix, cursor, limit, self._timeout / 2),
+        )
 
     async def take(self, key: str) -> bytes | None:
         name = self._layout.record(key)

@@ -7,7 +7,9 @@
 Retry policy: one retry after a short jittered backoff, on connection errors only. That
 one retry is what makes a pooled connection that went stale while Redis restarted recover
 transparently; timeouts are not retried (the caller's overall deadline is already spent, and
-a timed-out write may have been applied). Every socket operation is bounded by `timeout`.
+a timed-out write may have been applied). The Cluster client also retries once, after
+re-reading the topology, on ClusterDownError and timeouts. Every socket operation is bounded
+by `timeout`, and RedisStore bounds each whole call by the same `timeout` on top.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ class Connected:
 
 
 def _retry() -> Retry:
-    return Retry(ExponentialWithJitterBackoff(cap=0.1, base=0.02), retries=1,
-                 supported_errors=(RedisConnectionError,))
+    return Retry(
+        ExponentialWithJitterBackoff(cap=0.1, base=0.02),
+        retries=1,
+        supported_errors=(RedisConnectionError,),
+    )
 
 
 def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
@@ -49,7 +54,7 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
         host, port = part, default_port
         if part.startswith("["):  # [ipv6]:port
             end = part.find("]")
-            host, rest = part[1:end], part[end + 1:]
+            host, rest = part[1:end], part[end + 1 :]
             if rest:
                 port = int(rest.removeprefix(":"))
         elif ":" in part:
@@ -89,8 +94,9 @@ def connect(url: str, timeout: float, max_connections: int) -> Connected:
             if path:
                 raise ValueError("a cluster URL has no path (Cluster has only db 0)")
             nodes = [ClusterNode(h, p) for h, p in _hosts(netloc, 6379)]
-            cluster = RedisCluster(startup_nodes=nodes, ssl=scheme.startswith("rediss"),
-                                   **auth, **common)
+            cluster = RedisCluster(
+                startup_nodes=nodes, ssl=scheme.startswith("rediss"), **auth, **common
+            )
             return Connected(cluster, cluster.aclose)
         if not 1 <= len(path) <= 2:
             raise ValueError("a sentinel URL needs /<service name>[/<db>]")

@@ -64,7 +64,8 @@ class Layout:
         self.namespace = namespace
         self._record_prefix = f"{namespace}:"
         self.due_keys = tuple(
-            f"{namespace}#due:{{{tag}}}" for tag in partition_tags(due_partitions))
+            f"{namespace}#due:{{{tag}}}" for tag in partition_tags(due_partitions)
+        )
 
     def record(self, key: str) -> str:
         if key.endswith(LOCK_SUFFIX):
@@ -91,4 +92,4 @@ class Layout:
             return None
         if not name.startswith(self._record_prefix) or name.endswith(LOCK_SUFFIX):
             return None
-        return name[len(self._record_prefix):]
+        return name[len(self._record_prefix) :]

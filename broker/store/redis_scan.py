@@ -46,8 +46,14 @@ class _Cursor:
             node, redis_cursor, pending = json.loads(base64.urlsafe_b64decode(text))
         except (ValueError, TypeError, binascii.Error):
             raise ValueError("invalid scan cursor") from None
-        if not (isinstance(node, int) and isinstance(redis_cursor, int)
-                and isinstance(pending, list) and all(isinstance(k, str) for k in pending)):
+        if not (
+            isinstance(node, int)
+            and isinstance(redis_cursor, int)
+            and node >= 0
+            and redis_cursor >= 0
+            and isinstance(pending, list)
+            and all(isinstance(k, str) for k in pending)
+        ):
             raise ValueError("invalid scan cursor")
         return cls(node, redis_cursor, pending)
 
@@ -59,8 +65,9 @@ def _primaries(client: Client) -> list[ClusterNode | None]:
     return [None]
 
 
-async def _scan_once(client: Client, node: ClusterNode | None, cursor: int, pattern: str,
-                     count: int) -> tuple[int, list[bytes]]:
+async def _scan_once(
+    client: Client, node: ClusterNode | None, cursor: int, pattern: str, count: int
+) -> tuple[int, list[bytes]]:
     if node is None or not isinstance(client, RedisCluster):
         result: Any = await client.scan(cursor=cursor, match=pattern, count=count)
         next_cursor, keys = result
@@ -70,8 +77,9 @@ async def _scan_once(client: Client, node: ClusterNode | None, cursor: int, patt
     return int(cursors[node.name]), list(keys)
 
 
-async def scan_page(client: Client, layout: Layout, prefix: str, cursor: str | None,
-                    limit: int, budget: float) -> ScanPage:
+async def scan_page(
+    client: Client, layout: Layout, prefix: str, cursor: str | None, limit: int, budget: float
+) -> ScanPage:
     """One page. Stops early (a short or empty page with a cursor) once `budget` seconds
     are spent, so a sparse prefix in a big keyspace cannot exceed the caller's deadline."""
     if limit < 1:
@@ -94,7 +102,8 @@ async def scan_page(client: Client, layout: Layout, prefix: str, cursor: str | N
         if state.node >= len(nodes) or (scanned and loop.time() > give_up_at):
             break
         state.redis_cursor, keys = await _scan_once(
-            client, nodes[state.node], state.redis_cursor, pattern, count)
+            client, nodes[state.node], state.redis_cursor, pattern, count
+        )
         scanned = True
         for raw in keys:
             key = layout.store_key(raw)

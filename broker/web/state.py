@@ -7,9 +7,12 @@ from aiohttp import web
 from broker.catalog import Catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
+from broker.services.context import Context
 from broker.store.base import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
-STORE = web.AppKey("store", Store)
 KEYRING = web.AppKey("keyring", KeyringFile)
+STORE = web.AppKey("store", Store)
+"""The raw backend (readiness checks); services use the sealed store in CONTEXT."""
+CONTEXT = web.AppKey("context", Context)

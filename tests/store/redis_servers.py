@@ -62,8 +62,9 @@ def _ping(port: int) -> bool:
 class RedisServer:
     """One redis-server on 127.0.0.1:`port`, data (if any) in `directory`."""
 
-    def __init__(self, directory: Path, port: int | None = None, *extra: str,
-                 config: Path | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, *extra: str, config: Path | None = None
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.extra = extra
@@ -76,9 +77,25 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [REDIS_SERVER, *([str(self.config)] if self.config else []), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                str(self.directory), "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--logfile", str(self.directory / "redis.log"), *self.extra]
+        args = [
+            REDIS_SERVER,
+            *([str(self.config)] if self.config else []),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.directory / "redis.log"),
+            *self.extra,
+        ]
         self.proc = subprocess.Popen(args, cwd=self.directory, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not _ping(self.port):
@@ -122,8 +139,14 @@ class RedisCluster:
 
     def __init__(self, directory: Path) -> None:
         self.nodes = [
-            RedisServer(directory / f"node{i}", free_port(True), "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf")
+            RedisServer(
+                directory / f"node{i}",
+                free_port(True),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            )
             for i in range(3)
         ]
 
@@ -142,10 +165,18 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create",
-             *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=timeout,
+            [
+                REDIS_CLI,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
         )
         deadline = time.monotonic() + timeout
         while not all(self._ok(n.port) for n in self.nodes):
@@ -155,8 +186,13 @@ class RedisCluster:
 
     @staticmethod
     def _ok(port: int) -> bool:
-        out = subprocess.run([REDIS_CLI, "-p", str(port), "cluster", "info"],
-                             capture_output=True, text=True, timeout=5, check=False).stdout
+        out = subprocess.run(
+            [REDIS_CLI, "-p", str(port), "cluster", "info"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
         return "cluster_state:ok" in out
 
     def stop(self) -> None:

@@ -1,0 +1,150 @@
+"""What the broker stores, as pydantic models, and how they go in and out of the sealed store.
+
+Every record is one JSON document sealed whole under its store key (the AAD), so secrets and
+the non-secret fields beside them can never be mixed up across records. Times are unix
+seconds (floats) inside records and ISO-8601 UTC on the wire.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from broker.errors import InvalidRequest
+from broker.store.sealed import SealedStore
+
+ConnectionStatus = Literal["active", "needs_reauth", "revoked"]
+TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+CONNECTION_ID = re.compile(r"conn_[a-z0-9]{20,40}")
+
+
+def new_connection_id() -> str:
+    # lower-case hex: safe in URLs, Redis hash tags and file names
+    return "conn_" + secrets.token_hex(13)
+
+
+def check_tenant_id(value: Any) -> str:
+    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
+        raise InvalidRequest(
+            "tenant_id must be 1-128 characters: letters, digits, '.', '_', ':', '-'"
+        )
+    return value
+
+
+def is_connection_id(value: str) -> bool:
+    return CONNECTION_ID.fullmatch(value) is not None
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StoredToken(_Record):
+    access_token: str
+    token_type: str = "Bearer"
+    refresh_token: str | None = None
+    expires_at: float | None = None
+    scopes: list[str] = []
+    id_token: str | None = None
+    extra: dict[str, Any] = {}
+    obtained_at: float
+
+
+class RefreshState(_Record):
+    last_refresh_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failures: int = 0
+    next_attempt_at: float | None = None
+
+
+class SettingsVersion(_Record):
+    version: int
+    settings: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    created_at: float
+
+
+class Connection(_Record):
+    id: str
+    tenant_id: str
+    connector: str
+    status: ConnectionStatus = "active"
+    settings: dict[str, Any] = {}
+    """Current non-secret settings."""
+    secrets: dict[str, str] = {}
+    """Current secret settings (`x-secret`), sealed with the rest of the record."""
+    settings_version: int = 1
+    history: list[SettingsVersion] = []
+    """Earlier settings versions, newest first (rotation rollback)."""
+    token: StoredToken | None = None
+    refresh: RefreshState = Field(default_factory=RefreshState)
+    created_at: float
+    updated_at: float
+
+
+class OAuthApp(_Record):
+    credential_key: str
+    tenant_id: str | None = None
+    client_id: str
+    client_secret: str | None = None
+    private_key: str | None = None
+    key_id: str | None = None
+    updated_at: float
+
+
+class ConnectSession(_Record):
+    tenant_id: str
+    connector: str
+    return_url: str
+    connection_id: str | None = None
+    settings: dict[str, Any] = {}
+    created_at: float
+    expires_at: float
+
+
+class OAuthState(_Record):
+    session_hash: str
+    connector: str
+    tenant_id: str
+    return_url: str
+    connection_id: str | None = None
+    settings: dict[str, Any] = {}
+    redirect_uri: str
+    code_verifier: str | None = None
+    browser_hash: str
+    credential_key: str
+    created_at: float
+
+
+class TenantIndex(_Record):
+    """Ids only: the connections of one tenant, for listing without a full scan."""
+
+    connection_ids: list[str] = []
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+async def load(store: SealedStore, key: str, model: type[R]) -> tuple[R, int] | None:
+    found = await store.get(key)
+    if found is None:
+        return None
+    raw, version = found
+    return model.model_validate_json(raw), version
+
+
+async def save(store: SealedStore, key: str, record: BaseModel, expect_version: int | None) -> int:
+    return await store.put(key, record.model_dump_json().encode(), expect_version)
+
+
+async def save_ttl(store: SealedStore, key: str, record: BaseModel, ttl: float) -> int:
+    return await store.put_ttl(key, record.model_dump_json().encode(), ttl)
+
+
+async def take(store: SealedStore, key: str, model: type[R]) -> R | None:
+    raw = await store.take(key)
+    return None if raw is None else model.model_validate_json(raw)

@@ -1,0 +1,42 @@
+"""Admin routes for connections: create (API key), list per tenant, read."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.errors import InvalidRequest
+from broker.services import connections
+from broker.web.state import CONTEXT
+from broker.web.views import connection_view, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/connections")
+async def create_connection(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    body = await read_json(request)
+    unknown = set(body) - {"tenant_id", "connector", "settings"}
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    conn = await connections.create_api_key_connection(
+        ctx, body.get("tenant_id"), body.get("connector"), body.get("settings", {})
+    )
+    return web.json_response(connection_view(ctx, conn), status=201)
+
+
+@routes.get("/v1/connections")
+async def list_connections(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    tenant_id = request.query.get("tenant_id")
+    if tenant_id is None:
+        raise InvalidRequest("tenant_id is required")
+    found = await connections.list_for_tenant(ctx, tenant_id)
+    return web.json_response({"connections": [connection_view(ctx, c) for c in found]})
+
+
+@routes.get("/v1/connections/{connection_id}")
+async def get_connection(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    conn, _ = await connections.get(ctx, request.match_info["connection_id"])
+    return web.json_response(connection_view(ctx, conn))

@@ -1,0 +1,82 @@
+"""How records look on the wire: ISO-8601 UTC times, secrets redacted, URLs rendered."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from broker.errors import BrokerError, InvalidRequest
+from broker.manifest import fill_template
+from broker.services.context import Context
+from broker.services.records import Connection
+from broker.settings_schema import REDACTED
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says why."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def connection_view(ctx: Context, conn: Connection) -> dict[str, Any]:
+    manifest = ctx.catalog.manifests.get(conn.connector)
+    setup = manifest.connection.setup if manifest else None
+    view: dict[str, Any] = {
+        "id": conn.id,
+        "tenant_id": conn.tenant_id,
+        "connector": conn.connector,
+        "status": conn.status,
+        "auth_mode": manifest.auth_mode if manifest else None,
+        "settings": {**conn.settings, **dict.fromkeys(conn.secrets, REDACTED)},
+        "settings_version": conn.settings_version,
+        "webhook_url": webhook_url(ctx, conn),
+        "setup_instructions": setup.instructions if setup else None,
+        "created_at": iso(conn.created_at),
+        "updated_at": iso(conn.updated_at),
+    }
+    if conn.token is not None:
+        view["oauth"] = {
+            "token_type": conn.token.token_type,
+            "scopes": conn.token.scopes,
+            "expires_at": iso(conn.token.expires_at),
+            "has_refresh_token": conn.token.refresh_token is not None,
+        }
+    refresh = conn.refresh
+    view["refresh"] = {
+        "last_refresh_at": iso(refresh.last_refresh_at),
+        "last_error": refresh.last_error,
+        "last_error_at": iso(refresh.last_error_at),
+        "failures": refresh.failures,
+    }
+    return view
+
+
+def webhook_url(ctx: Context, conn: Connection) -> str | None:
+    manifest = ctx.catalog.manifests.get(conn.connector)
+    setup = manifest.connection.setup if manifest else None
+    if manifest is None or setup is None or setup.webhook_url_template is None:
+        return None
+    try:
+        url = fill_template(
+            setup.webhook_url_template,
+            manifest,
+            tenant_id=conn.tenant_id,
+            connection_id=conn.id,
+            settings=conn.settings,
+        )
+    except BrokerError:
+        return None
+    return ctx.settings.webhook_base_url + url if url.startswith("/") else url

@@ -1,0 +1,175 @@
+"""API-key connections over HTTP: validated, tested by the runtime, sealed; nothing stored on failure."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from broker.config import Settings
+from broker.web.app import create_app
+from tests.helpers import admin
+
+Client = TestClient[Any, Any]
+CANARY = "sk_test_CANARY_d41d8cd98f00"
+WEBHOOK_CANARY = "whsec_CANARY_0cc175b9c0f1"
+
+
+class FakeRuntime:
+    """The platform runtime's testConnection route (the platform is not part of this project)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.app = web.Application()
+        self.app.router.add_post(
+            "/api/v1/extensions/{tenant}/{connector}/routes/setup/test_connection", self.handle
+        )
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.calls.append((request.path, body))
+        key = body.get("api_key", "")
+        if key.startswith("sk_test_CANARY"):
+            return web.json_response({"ok": True})
+        if key.startswith("sk_test_echo"):
+            return web.json_response({"message": f"Invalid API key {key}"}, status=400)
+        if key.startswith("sk_test_boom"):
+            return web.json_response({"message": "crash"}, status=500)
+        return web.json_response({"message": "Invalid API key", "status": 401}, status=400)
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[tuple[FakeRuntime, str]]:
+    fake = FakeRuntime()
+    server = TestServer(fake.app)
+    await server.start_server()
+    yield fake, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def api(
+    make_settings: Callable[..., Settings], runtime: tuple[FakeRuntime, str]
+) -> AsyncIterator[Client]:
+    settings = make_settings(runtime_url=runtime[1], webhook_base_url="https://hooks.example.com")
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+def stripe(api_key: str = CANARY, **extra: Any) -> dict[str, Any]:
+    return {
+        "tenant_id": "tenant-a",
+        "connector": "stripe",
+        "settings": {"api_key": api_key, "webhook_secret": WEBHOOK_CANARY, **extra},
+    }
+
+
+async def test_create_read_list(
+    api: Client, runtime: tuple[FakeRuntime, str], tmp_path: Path
+) -> None:
+    resp = await api.post("/v1/connections", json=stripe(), headers=admin())
+    assert resp.status == 201, await resp.text()
+    created = await resp.json()
+    assert created["id"].startswith("conn_")
+    assert created["status"] == "active"
+    assert created["settings"] == {"api_key": "********", "webhook_secret": "********"}
+    assert created["webhook_url"] == (
+        "https://hooks.example.com/api/v1/extensions/tenant-a/stripe/routes/webhooks/stripe"
+        f"?connection_id={created['id']}"
+    )
+    assert created["setup_instructions"]
+    assert created["created_at"].endswith("Z")
+    ((path, sent),) = runtime[0].calls
+    assert path == "/api/v1/extensions/tenant-a/stripe/routes/setup/test_connection"
+    assert sent["api_key"] == CANARY
+
+    got = await (await api.get(f"/v1/connections/{created['id']}", headers=admin())).json()
+    assert got == created
+    listed = await (await api.get("/v1/connections?tenant_id=tenant-a", headers=admin())).json()
+    assert [c["id"] for c in listed["connections"]] == [created["id"]]
+    other = await (await api.get("/v1/connections?tenant_id=tenant-b", headers=admin())).json()
+    assert other == {"connections": []}
+    for raw in (await resp.text(), str(got), str(listed)):
+        assert CANARY not in raw and WEBHOOK_CANARY not in raw
+    for file in tmp_path.glob("broker.db*"):
+        data = file.read_bytes()
+        assert CANARY.encode() not in data and WEBHOOK_CANARY.encode() not in data
+
+
+async def nothing_stored(api: Client) -> None:
+    listed = await (await api.get("/v1/connections?tenant_id=tenant-a", headers=admin())).json()
+    assert listed == {"connections": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "fragment"),
+    [
+        (stripe(api_key="sk_test_wrong"), 400, "connection_test_failed", "Invalid API key"),
+        (stripe(api_key="sk_test_boom"), 502, "runtime_unavailable", "500"),
+        (
+            {**stripe(), "settings": {"webhook_secret": "x"}},
+            400,
+            "invalid_settings",
+            "missing required setting 'api_key'",
+        ),
+        (stripe(api_key=""), 400, "invalid_settings", "$.settings.api_key"),
+        (stripe(api_key=12345), 400, "invalid_settings", "must be of type string"),
+        (stripe(region="eu"), 400, "invalid_settings", "unknown setting 'region'"),
+        ({**stripe(), "settings": [CANARY]}, 400, "invalid_settings", "JSON object"),
+        ({**stripe(), "tenant_id": "bad tenant/../"}, 400, "invalid_request", "tenant_id"),
+        ({**stripe(), "tenant_id": None}, 400, "invalid_request", "tenant_id"),
+        ({**stripe(), "connector": "nope"}, 404, "not_found", "nope"),
+        ({**stripe(), "connector": "xero"}, 400, "invalid_request", "OAuth"),
+        ({**stripe(), "extra": 1}, 400, "invalid_request", "unknown field"),
+    ],
+)
+async def test_bad_input_changes_nothing(
+    api: Client, body: dict[str, Any], status: int, code: str, fragment: str
+) -> None:
+    resp = await api.post("/v1/connections", json=body, headers=admin())
+    assert resp.status == status
+    error = await resp.json()
+    assert error["error"] == code
+    assert fragment in error["message"]
+    assert CANARY not in error["message"] and WEBHOOK_CANARY not in error["message"]
+    await nothing_stored(api)
+
+
+async def test_a_runtime_echoing_the_key_is_scrubbed(api: Client) -> None:
+    key = "sk_test_echo_SECRET_9f86d081"
+    resp = await api.post("/v1/connections", json=stripe(api_key=key), headers=admin())
+    assert resp.status == 400
+    assert key not in await resp.text()
+    await nothing_stored(api)
+
+
+async def test_not_json_and_not_an_object(api: Client) -> None:
+    for data in (b"{nope", b"[1,2]", b""):
+        resp = await api.post("/v1/connections", data=data, headers=admin())
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"
+    await nothing_stored(api)
+
+
+async def test_unknown_connection_ids(api: Client) -> None:
+    for cid in ("conn_" + "0" * 26, "nope", "{conn_x}"):
+        resp = await api.get(f"/v1/connections/{cid}", headers=admin())
+        assert resp.status == 404
+        assert (await resp.json())["error"] == "not_found"
+    resp = await api.get("/v1/connections", headers=admin())
+    assert resp.status == 400
+
+
+async def test_runtime_down_is_502_and_nothing_stored(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(runtime_url="http://127.0.0.1:9")
+    async with TestClient(TestServer(create_app(settings))) as client:
+        resp = await client.post("/v1/connections", json=stripe(), headers=admin())
+        assert resp.status == 502
+        assert (await resp.json())["error"] == "runtime_unavailable"
+        await nothing_stored(client)
