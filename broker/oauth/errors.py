@@ -158,6 +158,7 @@ def endpoint_error(
     redact: Iterable[str] = (),
 ) -> OAuthError:
     """The typed error for an RFC 6749 5.2 error object from `endpoint` ("token", ...)."""
+    redact = tuple(redact)
     code = safe_error_code(error)
     desc = scrub(description, redact)
     if isinstance(error, dict) and desc is None:  # {"error": {"message": ...}} (Graph APIs)

@@ -7,7 +7,6 @@ The broker POSTs the candidate settings as JSON to
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -44,7 +43,7 @@ async def test_settings(
         ) as resp:
             body = await resp.read()
             status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise RuntimeUnavailable(
             f"testConnection could not reach the runtime ({type(exc).__name__})"
         ) from None

@@ -1,4 +1,4 @@
-"""API-key connections over HTTP: validated, tested by the runtime, sealed; nothing stored on failure."""
+"""API-key connections over HTTP: validated, tested, sealed; nothing stored on failure."""
 
 from __future__ import annotations
 
