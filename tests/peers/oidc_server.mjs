@@ -174,5 +174,11 @@ server.on('request', provider.callback());
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => process.exit(0));
 }
+// The Python helper keeps our stdin open: when it goes away (even killed), so do we.
+if (process.env.OIDC_PEER_EXIT_ON_STDIN_EOF === '1') {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
 
 process.stdout.write(`READY ${issuer}\n`);

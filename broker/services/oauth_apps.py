@@ -1,0 +1,93 @@
+"""OAuth app registrations: the client credentials a connector's `client.credentialKey` names.
+
+One default registration per credential key, plus optional per-tenant overrides that win
+for their tenant (a tenant bringing its own app). Secrets and private keys are sealed with
+the record; reads redact them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from broker.errors import InvalidRequest, NotFound
+from broker.manifest import KEY_PATTERN
+from broker.services import records
+from broker.services.context import Context
+from broker.services.records import OAuthApp
+from broker.store import keys
+
+FIELDS = {"client_id", "client_secret", "private_key", "key_id", "tenant_id"}
+
+
+async def put(ctx: Context, credential_key: str, body: dict[str, Any]) -> OAuthApp:
+    check_credential_key(credential_key)
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    tenant_id = body.get("tenant_id")
+    if tenant_id is not None:
+        records.check_tenant_id(tenant_id)
+    for name in ("client_id", "client_secret", "private_key", "key_id"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 16_384):
+            raise InvalidRequest(f"{name} must be a non-empty string")
+    if body.get("client_id") is None:
+        raise InvalidRequest("client_id is required")
+    if body.get("private_key") is not None:
+        _check_private_key(body["private_key"])
+    app = OAuthApp(credential_key=credential_key, updated_at=ctx.clock(), **body)
+    await records.save(ctx.store, keys.oauth_app(credential_key, tenant_id), app, None)
+    return app
+
+
+async def get(ctx: Context, credential_key: str, tenant_id: str | None = None) -> OAuthApp:
+    check_credential_key(credential_key)
+    if tenant_id is not None:
+        records.check_tenant_id(tenant_id)
+    found = await records.load(ctx.store, keys.oauth_app(credential_key, tenant_id), OAuthApp)
+    if found is None:
+        where = f" for tenant {tenant_id!r}" if tenant_id else ""
+        raise NotFound(f"no OAuth app {credential_key!r}{where}")
+    return found[0]
+
+
+async def resolve(ctx: Context, credential_key: str, tenant_id: str) -> OAuthApp:
+    """The tenant's override if it has one, else the default registration."""
+    for tenant in (tenant_id, None):
+        found = await records.load(ctx.store, keys.oauth_app(credential_key, tenant), OAuthApp)
+        if found is not None:
+            return found[0]
+    raise InvalidRequest(f"no OAuth app is registered under credential key {credential_key!r}")
+
+
+def redacted(app: OAuthApp) -> dict[str, Any]:
+    return {
+        "credential_key": app.credential_key,
+        "tenant_id": app.tenant_id,
+        "client_id": app.client_id,
+        "client_secret": "********" if app.client_secret else None,
+        "private_key": "********" if app.private_key else None,
+        "key_id": app.key_id,
+        "updated_at": app.updated_at,
+    }
+
+
+def check_credential_key(credential_key: str) -> None:
+    if not re.fullmatch(KEY_PATTERN, credential_key):
+        raise InvalidRequest("credential_key must be lowercase letters, digits, '_' or '-'")
+
+
+def _check_private_key(pem: str) -> None:
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise InvalidRequest("private_key must be an unencrypted PEM private key") from None
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return
+    raise InvalidRequest("private_key must be RSA (2048 bits or more) or EC P-256")
