@@ -77,7 +77,7 @@ async def test_private_keys(client: Client) -> None:
         ("/v1/oauth-apps/xero_app", {"client_id": "a", "private_key": SECRET}, "PEM"),
         (
             "/v1/oauth-apps/xero_app",
-            {"client_id": "a", "private_key": pem(rsa.generate_private_key(65537, 1024))},
+            {"client_id": "a", "private_key": pem(rsa.generate_private_key(65537, 1024))},  # noqa: S505
             "2048",
         ),
     ],
