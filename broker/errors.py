@@ -16,6 +16,7 @@
     ├── PayloadTooLarge                  413 payload_too_large
     ├── ProviderError                    502 provider_error
     ├── RuntimeUnavailable               502 runtime_unavailable
+    ├── RevocationFailed                 502 revocation_failed
     ├── StoreUnavailable                 503 store_unavailable
     └── CryptoError                      500 crypto_error
         └── UnknownKey                   500 unknown_key        (names the missing key id)
@@ -124,6 +125,11 @@ class ProviderError(BrokerError):
 
 class RuntimeUnavailable(BrokerError):
     code = "runtime_unavailable"
+    status = 502
+
+
+class RevocationFailed(BrokerError):
+    code = "revocation_failed"
     status = 502
 
 

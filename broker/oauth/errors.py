@@ -46,7 +46,7 @@ def scrub(text: object, redact: Iterable[str] = (), limit: int = 200) -> str | N
     if not isinstance(text, str):
         return None
     for value in redact:
-        if value:
+        if len(value) >= 6:  # shorter ones would shred prose and protect nothing
             text = text.replace(value, REDACTED)
     words = [REDACTED if _looks_secret(w) else w for w in text.split()]
     cleaned = "".join(c for c in " ".join(words) if c.isprintable())

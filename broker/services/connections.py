@@ -12,11 +12,12 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker import settings_schema
-from broker.errors import InvalidRequest, NotFound, VersionConflict
-from broker.manifest import Manifest
-from broker.services import records
+from broker import oauth, settings_schema
+from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed, VersionConflict
+from broker.manifest import Manifest, fill_template
+from broker.services import oauth_apps, records
 from broker.services.context import Context
+from broker.services.provider_http import send
 from broker.services.records import Connection, TenantIndex
 from broker.services.runtime_check import test_settings
 from broker.store import keys
@@ -115,3 +116,56 @@ async def _update_index(
 
 def merged_settings(connection: Connection) -> Mapping[str, Any]:
     return {**connection.settings, **connection.secrets}
+
+
+async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> dict[str, Any]:
+    """Revoke at the provider (RFC 7009) when the manifest can, then delete.
+
+    A failed revocation keeps the connection (it is the only handle left to revoke with) and
+    raises, unless `force`: then it is deleted anyway and the failure is reported.
+    """
+    connection, _ = await get(ctx, connection_id)
+    revocation = await _revoke(ctx, connection)
+    if revocation.get("status") == "failed" and not force:
+        raise RevocationFailed(
+            f"revocation at the provider failed ({revocation['error']}); the connection is kept. "
+            "Retry, or delete with force=true to drop it anyway."
+        )
+    await ctx.store.delete(keys.connection(connection.id))
+    await ctx.store.unschedule(keys.connection(connection.id))
+    await index_remove(ctx, connection.tenant_id, connection.id)
+    return {"id": connection.id, "deleted": True, "revocation": revocation}
+
+
+async def _revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
+    manifest = ctx.catalog.manifests.get(connection.connector)
+    config = manifest.connection.oauth if manifest else None
+    token = connection.token
+    if (
+        manifest is None
+        or config is None
+        or token is None
+        or config.revocation_url_template is None
+    ):
+        return {"status": "not_supported"}
+    hint: oauth.TokenTypeHint = "refresh_token" if token.refresh_token else "access_token"
+    try:
+        app = await oauth_apps.resolve(ctx, config.client.credential_key, connection.tenant_id)
+        url = fill_template(
+            config.revocation_url_template,
+            manifest,
+            tenant_id=connection.tenant_id,
+            connection_id=connection.id,
+            settings=connection.settings,
+        )
+        request = oauth.prepare_revocation_request(
+            url,
+            client=oauth_apps.client_auth(app, config),
+            token=token.refresh_token or token.access_token,
+            token_type_hint=hint,
+        )
+        answer = await send(ctx, request)
+        oauth.parse_revocation_response(answer.status, answer.content_type, answer.body)
+    except BrokerError as exc:
+        return {"status": "failed", "error": getattr(exc, "error", None) or exc.code}
+    return {"status": "revoked", "token_type_hint": hint}

@@ -13,8 +13,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from broker import oauth
 from broker.errors import InvalidRequest, NotFound
-from broker.manifest import KEY_PATTERN
+from broker.manifest import KEY_PATTERN, OAuthConfig
 from broker.services import records
 from broker.services.context import Context
 from broker.services.records import OAuthApp
@@ -62,6 +63,17 @@ async def resolve(ctx: Context, credential_key: str, tenant_id: str) -> OAuthApp
         if found is not None:
             return found[0]
     raise InvalidRequest(f"no OAuth app is registered under credential key {credential_key!r}")
+
+
+def client_auth(app: OAuthApp, config: OAuthConfig) -> oauth.ClientAuth:
+    """How this app authenticates at the provider's token and revocation endpoints."""
+    return oauth.ClientAuth(
+        method=config.token_auth_method,
+        client_id=app.client_id,
+        client_secret=app.client_secret,
+        private_key_pem=app.private_key,
+        key_id=app.key_id,
+    )
 
 
 def redacted(app: OAuthApp) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from broker.services.context import Context
 from broker.store import open_store
 from broker.store.sealed import SealedStore
 from broker.web import middlewares
-from broker.web.routes import connections, connectors, health, oauth_apps
+from broker.web.routes import connect, connections, connectors, health, oauth_apps
 from broker.web.state import CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 
@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
-    for module in (health, connectors, connections, oauth_apps):
+    for module in (health, connectors, connections, oauth_apps, connect):
         app.add_routes(module.routes)
     return app
 

@@ -31,6 +31,7 @@ import pytest
 PEER_DIR = Path(__file__).resolve().parent
 SERVER_SCRIPT = PEER_DIR / "oidc_server.mjs"
 STARTUP_TIMEOUT = 30.0
+DEV_PASSWORD = "any-password"  # devInteractions accept any login and password
 
 FixtureScope = Literal["session", "package", "module", "class", "function"]
 
@@ -246,9 +247,13 @@ class _FormParser(HTMLParser):
         if tag == "form":
             self._current = _Form(values.get("action", ""), values.get("method", "get").lower())
             self.forms.append(self._current)
-        elif tag in ("input", "button") and self._current is not None and "name" in values:
-            if values.get("type", "text").lower() not in ("submit", "button", "image", "reset"):
-                self._current.fields[values["name"]] = values.get("value", "")
+        elif (
+            tag in ("input", "button")
+            and self._current is not None
+            and "name" in values
+            and values.get("type", "text").lower() not in ("submit", "button", "image", "reset")
+        ):
+            self._current.fields[values["name"]] = values.get("value", "")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
@@ -268,7 +273,7 @@ async def drive_browser(
     *,
     stop_when: Callable[[str], bool],
     login: str = "alice",
-    password: str = "any-password",
+    password: str = DEV_PASSWORD,
     max_steps: int = 20,
 ) -> str:
     """Follow `url` like a browser until a redirect's Location satisfies `stop_when`.
@@ -283,9 +288,7 @@ async def drive_browser(
         async with session.request(method, current, data=data, allow_redirects=False) as resp:
             body = await resp.text()
             here = str(resp.url)
-            if resp.headers.getall("Set-Cookie", []) and not session.cookie_jar.filter_cookies(
-                resp.url
-            ):
+            if _cookies_dropped(session, resp):
                 raise BrowserError(
                     f"{here} set cookies the session dropped: create the session with "
                     "cookie_jar=aiohttp.CookieJar(unsafe=True)"
@@ -302,13 +305,21 @@ async def drive_browser(
                 raise BrowserError(f"{method} {here} answered {resp.status}: {body[:2000]}")
         form = _interaction_form(body)
         if form is None:
-            raise BrowserError(f"{here} is neither a redirect nor a login/consent page: "
-                               f"{body[:2000]}")
+            raise BrowserError(
+                f"{here} is neither a redirect nor a login/consent page: {body[:2000]}"
+            )
         if form.fields.get("prompt") == "login":
             form.fields["login"] = login
             form.fields["password"] = password
         method, current, data = "POST", urljoin(here, form.action), dict(form.fields)
     raise BrowserError(f"no redirect matched stop_when within {max_steps} steps (last: {current})")
+
+
+def _cookies_dropped(session: aiohttp.ClientSession, resp: aiohttp.ClientResponse) -> bool:
+    """True when the response set cookies (not deletions) and none of them reached the jar."""
+    wanted = {name for name, morsel in resp.cookies.items() if morsel.value}
+    kept = {morsel.key for morsel in session.cookie_jar}
+    return bool(wanted) and not wanted & kept
 
 
 def _interaction_form(html: str) -> _Form | None:

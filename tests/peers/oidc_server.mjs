@@ -21,6 +21,8 @@
 //   accessTokenTTL       seconds (default 3600); clientCredentialsTTL defaults to it
 //   clientCredentialsTTL seconds
 //   refreshTokenTTL      seconds (default 14 days)
+//   clockTolerance       seconds of leeway when checking token expiry (default 0; the
+//                        library's own default, 15, keeps short-lived tokens alive longer)
 //   scopes               extra scope values the provider knows (besides openid, offline_access)
 //   resource             {indicator, scope, accessTokenFormat: "opaque" | "jwt"}: a resource
 //                        server; when set it is the default resource of every token request
@@ -90,6 +92,8 @@ const { resource } = config;
 const providerConfig = {
   clients: (config.clients || []).map(clientMetadata),
   jwks: signingKeys(),
+  // oidc-provider's default tolerance (15 s) would keep an expired access token usable.
+  clockTolerance: config.clockTolerance ?? 0,
   cookies: { keys: [randomBytes(32).toString('hex')] },
   scopes: ['openid', 'offline_access', ...(config.scopes || [])],
   findAccount(_ctx, sub) {

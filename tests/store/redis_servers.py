@@ -7,16 +7,25 @@ can SIGKILL, SIGSTOP or restart it and nothing outlives the test session.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 REDIS_SERVER = "redis-server"
 REDIS_CLI = "redis-cli"
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the server if the test run dies without cleaning up (PR_SET_PDEATHSIG),
+    so a crashed or interrupted run leaves no redis-server behind."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
 def require_binaries() -> None:
@@ -96,7 +105,9 @@ class RedisServer:
             str(self.directory / "redis.log"),
             *self.extra,
         ]
-        self.proc = subprocess.Popen(args, cwd=self.directory, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, cwd=self.directory, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while not _ping(self.port):
             if self.proc.poll() is not None:

@@ -40,3 +40,14 @@ async def get_connection(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     conn, _ = await connections.get(ctx, request.match_info["connection_id"])
     return web.json_response(connection_view(ctx, conn))
+
+
+@routes.delete("/v1/connections/{connection_id}")
+async def delete_connection(request: web.Request) -> web.Response:
+    force = request.query.get("force", "false").lower()
+    if force not in ("true", "false"):
+        raise InvalidRequest("force must be true or false")
+    result = await connections.delete(
+        request.app[CONTEXT], request.match_info["connection_id"], force=force == "true"
+    )
+    return web.json_response(result)

@@ -1,0 +1,124 @@
+"""Connect sessions: the one-time link the dashboard's Connect button opens.
+
+The token is a capability: 256 random bits, handed out once, stored only as its SHA-256
+(a store dump yields no usable link). A session lives 30 minutes and is deleted when a
+connection completes through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from broker import settings_schema
+from broker.config import origin_of
+from broker.errors import InvalidRequest, NotFound
+from broker.manifest import Manifest
+from broker.services import connections, oauth_apps, records
+from broker.services.context import Context
+from broker.services.records import ConnectSession
+from broker.store import keys
+
+SESSION_TTL = 30 * 60
+FIELDS = {"tenant_id", "connector", "return_url", "connection_id", "settings"}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSession]:
+    """Validate everything now, so the browser never lands on a session that cannot work."""
+    unknown = set(body) - FIELDS
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    tenant_id = records.check_tenant_id(body.get("tenant_id"))
+    manifest = connections.connector_of(ctx, body.get("connector"))
+    return_url = check_return_url(ctx, body.get("return_url"))
+    settings = body.get("settings", {})
+    connection_id = body.get("connection_id")
+    if connection_id is not None:
+        existing, _ = await connections.get(ctx, str(connection_id))
+        if (existing.tenant_id, existing.connector) != (tenant_id, manifest.key):
+            raise NotFound(f"no connection {connection_id!r} of {manifest.key} for this tenant")
+        settings = {**existing.settings, **settings}
+    if manifest.auth_mode == "oauth":
+        _check_oauth_settings(manifest, settings)
+        oauth = manifest.connection.oauth
+        assert oauth is not None
+        if oauth.type != "authorization_code":
+            raise InvalidRequest(f"{manifest.key} uses {oauth.type}: there is nothing to click")
+        await oauth_apps.resolve(ctx, oauth.client.credential_key, tenant_id)
+    elif settings:
+        raise InvalidRequest("settings of an API-key connector are entered on the connect form")
+    token = secrets.token_urlsafe(32)
+    now = ctx.clock()
+    session = ConnectSession(
+        tenant_id=tenant_id,
+        connector=manifest.key,
+        return_url=return_url,
+        connection_id=connection_id,
+        settings=settings,
+        created_at=now,
+        expires_at=now + SESSION_TTL,
+    )
+    await records.save_ttl(ctx.store, keys.connect_session(token_hash(token)), session, SESSION_TTL)
+    return token, session
+
+
+async def load(ctx: Context, token: str) -> ConnectSession | None:
+    if not token or len(token) > 128:
+        return None
+    found = await records.load(ctx.store, keys.connect_session(token_hash(token)), ConnectSession)
+    if found is None or found[0].expires_at <= ctx.clock():
+        return None
+    return found[0]
+
+
+async def finish(ctx: Context, session_hash: str) -> None:
+    await ctx.store.delete(keys.connect_session(session_hash))
+
+
+def connect_url(ctx: Context, token: str) -> str:
+    return f"{ctx.settings.public_url}/connect/{token}"
+
+
+def check_return_url(ctx: Context, value: Any) -> str:
+    """Exact origin match against BROKER_ALLOWED_RETURN_ORIGINS: no open redirect."""
+    if not isinstance(value, str) or len(value) > 2048:
+        raise InvalidRequest("return_url must be an absolute URL")
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.password
+    ):
+        raise InvalidRequest("return_url must be an absolute http(s) URL without credentials")
+    if origin_of(value) not in ctx.settings.allowed_return_origins:
+        raise InvalidRequest(
+            "return_url is not on an allowed origin (BROKER_ALLOWED_RETURN_ORIGINS)"
+        )
+    return value
+
+
+def return_to(return_url: str, **params: str) -> str:
+    """`return_url` with our parameters added (theirs kept, fragment dropped)."""
+    parts = urlsplit(return_url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _check_oauth_settings(manifest: Manifest, settings: Any) -> None:
+    # Secret settings (a webhook signing secret, say) are set later with PATCH .../settings:
+    # a connect session is readable by whoever holds the link, so it carries none.
+    schema = manifest.settings_schema
+    secret = settings_schema.secret_names(schema)
+    if isinstance(settings, dict) and secret & set(settings):
+        raise InvalidRequest(
+            f"secret settings cannot go through a connect session: {sorted(secret & set(settings))}"
+        )
+    required = [name for name in schema.get("required", []) if name not in secret]
+    settings_schema.validate_settings({**schema, "required": required}, settings)

@@ -1,0 +1,239 @@
+"""The OAuth authorization-code flow behind the Connect button (RFC 6749 4.1, RFC 9700).
+
+`begin` turns a connect session into a redirect to the provider: a sealed one-time state
+(10 minutes), PKCE S256, and a browser-binding cookie. `complete` takes the state atomically,
+checks cookie, connector path and issuer, exchanges the code and stores the connection.
+Nothing reaches the token endpoint unless every check passed, and nothing is stored unless
+the exchange worked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from broker import oauth
+from broker.errors import BrokerError, InvalidRequest, VersionConflict
+from broker.manifest import Manifest, OAuthConfig, fill_template
+from broker.services import connect_sessions, connections, oauth_apps, records
+from broker.services.context import Context
+from broker.services.provider_http import send
+from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
+from broker.store import keys
+
+STATE_TTL = 10 * 60
+COOKIE_PREFIX = "broker_oauth_"
+
+
+class BadCallback(InvalidRequest):
+    """A callback with no trustworthy state: there is no return URL to go back to (a 400 page)."""
+
+    code = "invalid_callback"
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+    cookie_name: str | None = None
+    cookie_value: str | None = None
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def cookie_name(state: str) -> str:
+    # One cookie per flow, so two tabs connecting at once do not overwrite each other.
+    return COOKIE_PREFIX + _sha256(state)[:16]
+
+
+def redirect_uri(ctx: Context, connector: str) -> str:
+    return f"{ctx.settings.public_url}/oauth/callback/{connector}"
+
+
+def oauth_config(manifest: Manifest) -> OAuthConfig:
+    if manifest.connection.oauth is None:
+        raise InvalidRequest(f"{manifest.key} is not an OAuth connector")
+    return manifest.connection.oauth
+
+
+async def begin(ctx: Context, token: str, session: records.ConnectSession) -> Redirect:
+    manifest = ctx.catalog.get(session.connector)
+    config = oauth_config(manifest)
+    app = await oauth_apps.resolve(ctx, config.client.credential_key, session.tenant_id)
+    oauth_apps.client_auth(
+        app, config
+    )  # refuse now, not after the user has logged in at the provider
+    assert config.authorization_url_template is not None  # manifest checks guarantee it
+    endpoint = fill_template(
+        config.authorization_url_template,
+        manifest,
+        tenant_id=session.tenant_id,
+        connection_id=session.connection_id or "",
+        settings=session.settings,
+    )
+    state = oauth.create_state()
+    verifier = oauth.create_code_verifier() if config.pkce else None
+    browser_secret = secrets.token_urlsafe(32)
+    record = OAuthState(
+        session_hash=connect_sessions.token_hash(token),
+        connector=manifest.key,
+        tenant_id=session.tenant_id,
+        return_url=session.return_url,
+        connection_id=session.connection_id,
+        settings=session.settings,
+        redirect_uri=redirect_uri(ctx, manifest.key),
+        code_verifier=verifier,
+        browser_hash=_sha256(browser_secret),
+        credential_key=config.client.credential_key,
+        created_at=ctx.clock(),
+    )
+    await records.save_ttl(ctx.store, keys.oauth_state(_sha256(state)), record, STATE_TTL)
+    location = oauth.prepare_authorization_url(
+        endpoint,
+        client_id=app.client_id,
+        redirect_uri=record.redirect_uri,
+        scopes=config.scopes,
+        scope_separator=config.scope_separator,
+        state=state,
+        code_challenge=oauth.create_s256_challenge(verifier) if verifier else None,
+        extra_params=config.authorization_params,
+    )
+    return Redirect(location, cookie_name(state), browser_secret)
+
+
+async def complete(
+    ctx: Context, connector: str, query: Mapping[str, str], cookies: Mapping[str, str]
+) -> Redirect:
+    """The provider's redirect back. Raises `BadCallback` when the state cannot be trusted;
+    otherwise always answers with a redirect to the session's return URL."""
+    state = query.get("state")
+    if not state or len(state) > 512:
+        raise BadCallback("the callback has no state")
+    record = await records.take(ctx.store, keys.oauth_state(_sha256(state)), OAuthState)
+    if record is None:
+        raise BadCallback("unknown, used or expired state")
+    if record.connector != connector:
+        raise BadCallback("the state belongs to another connector")
+    presented = cookies.get(cookie_name(state), "")
+    if not hmac.compare_digest(_sha256(presented), record.browser_hash):
+        raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
+
+    def fail(error: str) -> Redirect:
+        return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
+
+    manifest = ctx.catalog.get(connector)
+    config = oauth_config(manifest)
+    if await ctx.store.get(keys.connect_session(record.session_hash)) is None:
+        return fail("session_expired")
+    try:
+        response = oauth.parse_authorization_response(query, expected_issuer=config.issuer)
+    except oauth.AuthorizationDenied as exc:
+        return fail(exc.error or "access_denied")
+    except oauth.IssuerMismatch:
+        return fail("issuer_mismatch")
+    except oauth.AuthorizationResponseError:
+        return fail("invalid_callback")
+    try:
+        app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
+        token = await exchange_code(ctx, manifest, config, app, record, response.code)
+    except oauth.OAuthError as exc:
+        return fail(exc.error if exc.error and not exc.transient else "token_exchange_failed")
+    except oauth.ClientCredentialsError:
+        return fail("oauth_app_misconfigured")
+    try:
+        connection = await _store(ctx, record, token)
+    except BrokerError:
+        return fail("reconnect_failed")
+    await connect_sessions.finish(ctx, record.session_hash)
+    return Redirect(
+        connect_sessions.return_to(
+            record.return_url, status="connected", connection_id=connection.id
+        )
+    )
+
+
+async def exchange_code(
+    ctx: Context,
+    manifest: Manifest,
+    config: OAuthConfig,
+    app: OAuthApp,
+    record: OAuthState,
+    code: str,
+) -> StoredToken:
+    token_url = fill_template(
+        config.token_url_template,
+        manifest,
+        tenant_id=record.tenant_id,
+        connection_id=record.connection_id or "",
+        settings=record.settings,
+    )
+    request = oauth.prepare_authorization_code_request(
+        token_url,
+        client=oauth_apps.client_auth(app, config),
+        code=code,
+        redirect_uri=record.redirect_uri,
+        code_verifier=record.code_verifier,
+        extra_params=config.token_params,
+        encoding=config.token_request_encoding,
+    )
+    answer = await send(ctx, request)
+    tokens = oauth.parse_token_response(
+        answer.status,
+        answer.content_type,
+        answer.body,
+        sent_at=answer.sent_at,
+        default_expires_in=config.default_expires_in,
+        requested_scopes=config.scopes,
+    )
+    return stored_token(tokens, answer.sent_at)
+
+
+def stored_token(tokens: oauth.TokenSet, obtained_at: float) -> StoredToken:
+    return StoredToken(
+        access_token=tokens.access_token,
+        token_type=tokens.token_type,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at,
+        scopes=list(tokens.scopes),
+        id_token=tokens.id_token,
+        extra=dict(tokens.extra),
+        obtained_at=obtained_at,
+    )
+
+
+async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connection:
+    now = ctx.clock()
+    if record.connection_id is None:
+        connection = Connection(
+            id=records.new_connection_id(),
+            tenant_id=record.tenant_id,
+            connector=record.connector,
+            settings=record.settings,
+            token=token,
+            created_at=now,
+            updated_at=now,
+        )
+        await connections.create(ctx, connection)
+        return connection
+    # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
+    for _ in range(connections.CAS_RETRIES):
+        existing, version = await connections.get(ctx, record.connection_id)
+        updated = existing.model_copy(
+            update={
+                "status": "active",
+                "token": token,
+                "settings": {**existing.settings, **record.settings},
+                "refresh": records.RefreshState(),
+                "updated_at": now,
+            }
+        )
+        try:
+            await records.save(ctx.store, keys.connection(existing.id), updated, version)
+            return updated
+        except VersionConflict:
+            continue
+    raise VersionConflict("the connection kept changing during reconnect")

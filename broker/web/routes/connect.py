@@ -1,0 +1,124 @@
+"""The Connect flow: admin creates a session; the browser follows the link and comes back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from broker.errors import ConnectionTestFailed, InvalidSettings
+from broker.services import connect_sessions, connections, oauth_connect
+from broker.services.context import Context
+from broker.web.pages import error_page, settings_form
+from broker.web.state import CONTEXT
+from broker.web.views import iso, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/connect-sessions")
+async def create_session(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    token, session = await connect_sessions.create(ctx, await read_json(request))
+    return web.json_response(
+        {
+            "token": token,
+            "connect_url": connect_sessions.connect_url(ctx, token),
+            "expires_at": iso(session.expires_at),
+        },
+        status=201,
+    )
+
+
+@routes.get("/connect/{token}")
+async def open_link(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    token = request.match_info["token"]
+    session = await connect_sessions.load(ctx, token)
+    if session is None:
+        return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+    manifest = ctx.catalog.get(session.connector)
+    if manifest.auth_mode == "api_key":
+        return settings_form(manifest, request.path)
+    redirect = await oauth_connect.begin(ctx, token, session)
+    response = web.HTTPFound(redirect.location)
+    assert redirect.cookie_name is not None
+    assert redirect.cookie_value is not None
+    response.set_cookie(
+        redirect.cookie_name,
+        redirect.cookie_value,
+        max_age=oauth_connect.STATE_TTL,
+        path=f"/oauth/callback/{manifest.key}",
+        httponly=True,
+        samesite="Lax",
+        secure=ctx.settings.public_url.startswith("https://"),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    raise response
+
+
+@routes.post("/connect/{token}")
+async def submit_settings(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    token = request.match_info["token"]
+    session = await connect_sessions.load(ctx, token)
+    if session is None:
+        return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+    manifest = ctx.catalog.get(session.connector)
+    if manifest.auth_mode != "api_key":
+        return error_page("invalid_request", "This connector connects with OAuth.", 400)
+    form = await request.post()
+    values = _typed(manifest.settings_schema, {k: v for k, v in form.items() if isinstance(v, str)})
+    try:
+        conn = await connections.create_api_key_connection(
+            ctx, session.tenant_id, manifest.key, values
+        )
+    except (InvalidSettings, ConnectionTestFailed) as exc:
+        problems = (
+            [str(p) for p in exc.problems] if isinstance(exc, InvalidSettings) else [str(exc)]
+        )
+        return settings_form(manifest, request.path, problems, values, status=400)
+    await connect_sessions.finish(ctx, connect_sessions.token_hash(token))
+    location = connect_sessions.return_to(
+        session.return_url, status="connected", connection_id=conn.id
+    )
+    raise web.HTTPSeeOther(location)
+
+
+@routes.get("/oauth/callback/{connector}")
+async def callback(request: web.Request) -> web.StreamResponse:
+    ctx: Context = request.app[CONTEXT]
+    try:
+        redirect = await oauth_connect.complete(
+            ctx, request.match_info["connector"], request.query, request.cookies
+        )
+    except oauth_connect.BadCallback as exc:
+        return error_page(exc.code, str(exc), 400)
+    response = web.HTTPFound(redirect.location)
+    response.headers["Cache-Control"] = "no-store"
+    for name in request.cookies:
+        if name.startswith(oauth_connect.COOKIE_PREFIX):
+            response.del_cookie(name, path=request.path)
+    raise response
+
+
+def _typed(schema: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """Form fields are strings; give numbers and booleans their schema type, drop empties."""
+    out: dict[str, Any] = {}
+    properties = schema.get("properties", {})
+    for name, raw in form.items():
+        if raw == "":
+            continue
+        kind = properties.get(name, {}).get("type")
+        try:
+            if kind == "integer":
+                out[name] = int(raw)
+            elif kind == "number":
+                out[name] = float(raw)
+            elif kind == "boolean":
+                out[name] = raw.lower() in ("1", "true", "on", "yes")
+            else:
+                out[name] = raw
+        except ValueError:
+            out[name] = raw  # let schema validation report the type
+    return out
