@@ -101,6 +101,8 @@ class OAuthConfig(_Model):
     default_expires_in: int | None = Field(default=None, gt=0)
     token_request_encoding: Literal["form", "json"] = "form"
     rotates_refresh_tokens: bool = False
+    bearer_token_types: list[str] = []
+    """Other `token_type` values the provider uses for bearer tokens (Slack: "bot")."""
 
     def templates(self) -> Iterator[tuple[str, str]]:
         """(field alias, template) for every URL template that is set."""

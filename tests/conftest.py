@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.config import Settings, load_settings
 from broker.crypto import Keyring, save_keyring
+from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 from tests.helpers import ADMIN_TOKEN
 
@@ -41,5 +42,8 @@ def make_settings(tmp_path: Path, keyring_file: Path) -> Callable[..., Settings]
 async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[TestClient[Any, Any]]:
     """The broker app on a real loopback socket, with the embedded SQLite store."""
     app = create_app(make_settings())
-    async with TestClient(TestServer(app)) as test_client:
+    server = TestServer(app)
+    # the broker's own access logger, as `broker serve` runs it
+    await server.start_server(access_log_class=AccessLogger)
+    async with TestClient(server) as test_client:
         yield test_client

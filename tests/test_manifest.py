@@ -73,9 +73,7 @@ def test_broken_manifest_is_refused_at_its_place(path: Path) -> None:
     assert any(
         p.path == case["expect_path"] and case["expect_message"] in p.message.lower()
         for p in problems
-    ), (
-        f"{case['mistake']}: want {case['expect_path']} ~ {case['expect_message']!r}: {problems}"
-    )
+    ), f"{case['mistake']}: want {case['expect_path']} ~ {case['expect_message']!r}: {problems}"
 
 
 def _shopify_like() -> dict[str, Any]:

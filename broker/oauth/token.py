@@ -160,6 +160,7 @@ _SECRETISH = re.compile(
     r"private|nonce",
     re.IGNORECASE,
 )
+_NOT_SECRET = frozenset({"token_type", "key_id"})
 _MAX_DEPTH = 4
 _DROP = object()
 
@@ -213,7 +214,11 @@ def _clean(value: object, secrets: Collection[str], depth: int = 0) -> object:
             return _DROP
         out = {}
         for key, item in value.items():
-            if _SECRETISH.search(key) and not isinstance(item, int | float | bool):
+            if (
+                _SECRETISH.search(key)
+                and key not in _NOT_SECRET
+                and not isinstance(item, int | float | bool)
+            ):
                 continue  # e.g. Slack authed_user.access_token; numbers cannot be tokens
             cleaned = _clean(item, secrets, depth + 1)
             if cleaned is not _DROP:

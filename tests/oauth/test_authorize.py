@@ -78,7 +78,9 @@ def test_endpoint_query_survives_and_ours_wins() -> None:
 
 
 def test_extra_params_are_added() -> None:
-    query = parse_qs(urlsplit(_url(extra_params={"prompt": "consent", "access_type": "offline"})).query)
+    query = parse_qs(
+        urlsplit(_url(extra_params={"prompt": "consent", "access_type": "offline"})).query
+    )
     assert query["prompt"] == ["consent"]
     assert query["access_type"] == ["offline"]
 
