@@ -169,3 +169,45 @@ async def _revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
     except BrokerError as exc:
         return {"status": "failed", "error": getattr(exc, "error", None) or exc.code}
     return {"status": "revoked", "token_type_hint": hint}
+
+
+SETTINGS_HISTORY = 5
+
+
+async def change_settings(ctx: Context, connection_id: str, changes: Any) -> Connection:
+    """Merge `changes` into the current settings (`null` removes one), validate the result,
+    test it with the runtime, and only then make it the current version. The previous version
+    is kept (sealed, the last few) for rollback."""
+    if not isinstance(changes, dict) or not changes:
+        raise InvalidRequest("settings must be a non-empty JSON object")
+    connection, version = await get(ctx, connection_id)
+    manifest = ctx.catalog.get(connection.connector)
+    schema = manifest.settings_schema
+    merged = {**merged_settings(connection), **changes}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    settings_schema.validate_settings(schema, merged)
+    public, secret = settings_schema.split(schema, merged)
+    await test_settings(ctx, manifest, connection.tenant_id, merged, list(secret.values()))
+    now = ctx.clock()
+    previous = records.SettingsVersion(
+        version=connection.settings_version,
+        settings=connection.settings,
+        secrets=connection.secrets,
+        created_at=connection.updated_at,
+    )
+    updated = connection.model_copy(
+        update={
+            "settings": public,
+            "secrets": secret,
+            "settings_version": connection.settings_version + 1,
+            "history": [previous, *connection.history][:SETTINGS_HISTORY],
+            "updated_at": now,
+        }
+    )
+    try:
+        await records.save(ctx.store, keys.connection(connection.id), updated, version)
+    except VersionConflict:
+        raise VersionConflict(
+            "the connection changed while its settings were tested; retry"
+        ) from None
+    return updated

@@ -173,3 +173,49 @@ async def test_runtime_down_is_502_and_nothing_stored(
         assert resp.status == 502
         assert (await resp.json())["error"] == "runtime_unavailable"
         await nothing_stored(client)
+
+
+async def test_patch_settings_is_tested_before_it_replaces(
+    api: Client, runtime: tuple[FakeRuntime, str], tmp_path: Path
+) -> None:
+    created = await (await api.post("/v1/connections", json=stripe(), headers=admin())).json()
+    url = f"/v1/connections/{created['id']}/settings"
+    new_key = "sk_test_CANARY_rotated_77a1"
+
+    rejected = await api.patch(
+        url, json={"settings": {"api_key": "sk_test_wrong"}}, headers=admin()
+    )
+    assert rejected.status == 400
+    assert (await rejected.json())["error"] == "connection_test_failed"
+    same = await (await api.get(f"/v1/connections/{created['id']}", headers=admin())).json()
+    assert same["settings_version"] == 1
+
+    resp = await api.patch(url, json={"settings": {"api_key": new_key}}, headers=admin())
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["settings_version"] == 2
+    assert body["settings"] == {"api_key": "********", "webhook_secret": "********"}
+    assert runtime[0].calls[-1][1] == {"api_key": new_key, "webhook_secret": WEBHOOK_CANARY}
+
+    removed = await api.patch(url, json={"settings": {"webhook_secret": None}}, headers=admin())
+    assert (await removed.json())["settings"] == {"api_key": "********"}
+    for bad, code in (
+        ({"settings": {"api_key": None}}, "invalid_settings"),
+        ({"settings": {"nope": "x"}}, "invalid_settings"),
+        ({"settings": {}}, "invalid_request"),
+        ({"settings": "x"}, "invalid_request"),
+        ({"api_key": "x"}, "invalid_request"),
+    ):
+        resp = await api.patch(url, json=bad, headers=admin())
+        assert resp.status == 400, bad
+        assert (await resp.json())["error"] == code
+    final = await (await api.get(f"/v1/connections/{created['id']}", headers=admin())).json()
+    assert final["settings_version"] == 3
+    missing = await api.patch(
+        "/v1/connections/conn_" + "1" * 26 + "/settings",
+        json={"settings": {"api_key": new_key}},
+        headers=admin(),
+    )
+    assert missing.status == 404
+    for file in tmp_path.glob("broker.db*"):
+        assert new_key.encode() not in file.read_bytes()

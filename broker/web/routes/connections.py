@@ -51,3 +51,15 @@ async def delete_connection(request: web.Request) -> web.Response:
         request.app[CONTEXT], request.match_info["connection_id"], force=force == "true"
     )
     return web.json_response(result)
+
+
+@routes.patch("/v1/connections/{connection_id}/settings")
+async def change_settings(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    body = await read_json(request)
+    if set(body) != {"settings"}:
+        raise InvalidRequest('the body must be {"settings": {...}}')
+    conn = await connections.change_settings(
+        ctx, request.match_info["connection_id"], body["settings"]
+    )
+    return web.json_response(connection_view(ctx, conn))
