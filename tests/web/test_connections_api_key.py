@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.config import Settings
+from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 from tests.helpers import admin
 
@@ -53,11 +55,17 @@ async def runtime() -> AsyncIterator[tuple[FakeRuntime, str]]:
 
 @pytest.fixture
 async def api(
-    make_settings: Callable[..., Settings], runtime: tuple[FakeRuntime, str]
+    make_settings: Callable[..., Settings], runtime: tuple[FakeRuntime, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[Client]:
+    caplog.set_level(logging.DEBUG)
     settings = make_settings(runtime_url=runtime[1], webhook_base_url="https://hooks.example.com")
-    async with TestClient(TestServer(create_app(settings))) as client:
+    server = TestServer(create_app(settings))
+    await server.start_server(access_log_class=AccessLogger)
+    async with TestClient(server) as client:
         yield client
+    for canary in (CANARY, WEBHOOK_CANARY, "sk_test_echo_SECRET", "CANARY_rotated"):
+        assert canary not in caplog.text
 
 
 def stripe(api_key: str = CANARY, **extra: Any) -> dict[str, Any]:
