@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     connectors_dirs: Annotated[list[Path], NoDecode] = []
     runtime_url: str | None = None
     refresh_margin: int = Field(default=300, ge=0, le=86_400)
+    idle_refresh_interval: int = Field(default=7 * 86_400, ge=0)
+    """Seconds after which a refresh token with no expiring access token is exercised (0: never)."""
+    refresher: bool = True
+    """Run the proactive background refresher in this process."""
+    audit_retention: int = Field(default=30 * 86_400, ge=60)
     webhook_base_url: str = ""
     events_url: str | None = None
     events_secret: SecretStr | None = None

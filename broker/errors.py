@@ -18,6 +18,7 @@
     ├── RuntimeUnavailable               502 runtime_unavailable
     ├── RevocationFailed                 502 revocation_failed
     ├── StoreUnavailable                 503 store_unavailable
+    ├── RefreshTimeout                   503 refresh_timeout    (waited 10 s for a refresh)
     └── CryptoError                      500 crypto_error
         └── UnknownKey                   500 unknown_key        (names the missing key id)
 
@@ -135,6 +136,11 @@ class RevocationFailed(BrokerError):
 
 class StoreUnavailable(BrokerError):
     code = "store_unavailable"
+    status = 503
+
+
+class RefreshTimeout(BrokerError):
+    code = "refresh_timeout"
     status = 503
 
 

@@ -19,6 +19,7 @@ BASE = (
     "broker.config",
     "broker.oauth",
     "broker.crypto",
+    "broker.webhooks",
 )
 STORE = (*BASE, "broker.store")
 SERVICES = (
@@ -46,6 +47,7 @@ def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
             "broker.settings_schema",
             "broker.config",
             "broker.catalog",
+            "broker.webhooks",
         )
     ):
         return BASE, IO_PACKAGES

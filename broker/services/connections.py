@@ -25,13 +25,18 @@ from broker.store import keys
 CAS_RETRIES = 20
 
 
-async def create_api_key_connection(
+async def create_direct_connection(
     ctx: Context, tenant_id: Any, connector: Any, settings: Any
 ) -> Connection:
-    """Validate, test (testConnection), seal and store; nothing is stored on any failure."""
+    """A connection made without a browser: an API-key connector, or an OAuth
+    `client_credentials` one (the broker fetches the app token now, proving the app works).
+    Validate, test (testConnection), seal and store; nothing is stored on any failure."""
+    from broker.services import refresh  # refresh builds on this module
+
     tenant_id = records.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
-    if manifest.auth_mode == "oauth":
+    oauth_config = manifest.connection.oauth
+    if oauth_config is not None and oauth_config.type != "client_credentials":
         raise InvalidRequest(
             f"{manifest.key} connects with OAuth: create a connect session instead"
         )
@@ -48,7 +53,12 @@ async def create_api_key_connection(
         created_at=now,
         updated_at=now,
     )
+    if oauth_config is not None:
+        token = await refresh.request_token(ctx, manifest, oauth_config, connection)
+        connection = connection.model_copy(update={"token": token})
     await create(ctx, connection)
+    if oauth_config is not None:
+        await refresh.schedule_next(ctx, connection)
     return connection
 
 

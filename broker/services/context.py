@@ -10,6 +10,7 @@ import aiohttp
 
 from broker.catalog import Catalog
 from broker.config import Settings
+from broker.services.audit import AuditLog
 from broker.store.sealed import SealedStore
 
 
@@ -20,4 +21,5 @@ class Context:
     store: SealedStore
     http: aiohttp.ClientSession
     """One shared client session for providers and the runtime (bounded timeouts per call)."""
+    audit: AuditLog
     clock: Callable[[], float] = field(default=time.time)

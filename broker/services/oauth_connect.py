@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from broker import oauth
 from broker.errors import BrokerError, InvalidRequest, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connect_sessions, connections, oauth_apps, records
+from broker.services import connect_sessions, connections, oauth_apps, records, refresh
 from broker.services.context import Context
 from broker.services.provider_http import send
 from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
@@ -189,20 +189,7 @@ async def exchange_code(
         default_expires_in=config.default_expires_in,
         requested_scopes=config.scopes,
     )
-    return stored_token(tokens, answer.sent_at)
-
-
-def stored_token(tokens: oauth.TokenSet, obtained_at: float) -> StoredToken:
-    return StoredToken(
-        access_token=tokens.access_token,
-        token_type=tokens.token_type,
-        refresh_token=tokens.refresh_token,
-        expires_at=tokens.expires_at,
-        scopes=list(tokens.scopes),
-        id_token=tokens.id_token,
-        extra=dict(tokens.extra),
-        obtained_at=obtained_at,
-    )
+    return StoredToken.from_token_set(tokens, answer.sent_at)
 
 
 async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connection:
@@ -218,6 +205,7 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
             updated_at=now,
         )
         await connections.create(ctx, connection)
+        await refresh.schedule_next(ctx, connection)
         return connection
     # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
     for _ in range(connections.CAS_RETRIES):
@@ -233,6 +221,7 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
         )
         try:
             await records.save(ctx.store, keys.connection(existing.id), updated, version)
+            await refresh.schedule_next(ctx, updated)
             return updated
         except VersionConflict:
             continue

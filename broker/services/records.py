@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.errors import InvalidRequest
+from broker.oauth import TokenSet
 from broker.store.sealed import SealedStore
 
 ConnectionStatus = Literal["active", "needs_reauth", "revoked"]
@@ -51,6 +52,19 @@ class StoredToken(_Record):
     id_token: str | None = None
     extra: dict[str, Any] = {}
     obtained_at: float
+
+    @classmethod
+    def from_token_set(cls, tokens: TokenSet, obtained_at: float) -> StoredToken:
+        return cls(
+            access_token=tokens.access_token,
+            token_type=tokens.token_type,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+            scopes=list(tokens.scopes),
+            id_token=tokens.id_token,
+            extra=dict(tokens.extra),
+            obtained_at=obtained_at,
+        )
 
 
 class RefreshState(_Record):

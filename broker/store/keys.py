@@ -13,6 +13,7 @@ OAUTH_APP_PREFIX = "{app_"
 CONNECT_SESSION_PREFIX = "{session_"
 OAUTH_STATE_PREFIX = "{state_"
 TENANT_PREFIX = "{tenant_"
+AUDIT_PREFIX = "{audit_"
 
 
 def _tagged(record_id: str, part: str) -> str:
@@ -43,6 +44,14 @@ def oauth_state(state_hash: str) -> str:
 
 def tenant_connections(tenant_id: str) -> str:
     return _tagged(f"tenant_{tenant_id}", "connections")
+
+
+def audit_batch(tenant_id: str, suffix: str) -> str:
+    return _tagged(f"audit_{tenant_id}", suffix)
+
+
+def audit_prefix(tenant_id: str) -> str:
+    return _tagged(f"audit_{tenant_id}", "")
 
 
 def record_id(key: str) -> str:

@@ -175,7 +175,7 @@ class RedisStore:
         if limit <= 0:
             return []
         rows = await self._run("due", lambda: self._due_rows(now, limit))
-        start = random.randrange(len(rows))  # noqa: S311 - load spreading, not security
+        start = random.randrange(len(rows))  # load spreading, not security
         items: list[DueItem] = []
         for row in rows[start:] + rows[:start]:
             for member, score in row:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,11 +13,13 @@ from broker.catalog import Catalog, load_catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
 from broker.errors import ConfigError
+from broker.services.audit import AuditLog
 from broker.services.context import Context
+from broker.services.refresher import Refresher
 from broker.store import open_store
 from broker.store.sealed import SealedStore
 from broker.web import middlewares
-from broker.web.routes import connect, connections, connectors, health, oauth_apps
+from broker.web.routes import connect, connections, connectors, health, oauth_apps, runtime
 from broker.web.state import CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 
@@ -28,14 +32,19 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     if settings.keyring_file is None:
         raise ConfigError("BROKER_KEYRING_FILE is not set")
     app = web.Application(
-        middlewares=[middlewares.json_errors, middlewares.body_limit, middlewares.admin_auth],
+        middlewares=[
+            middlewares.json_errors,
+            middlewares.body_limit,
+            middlewares.admin_auth,
+            middlewares.runtime_auth,
+        ],
         client_max_size=middlewares.MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
-    for module in (health, connectors, connections, oauth_apps, connect):
+    for module in (health, connectors, connections, oauth_apps, connect, runtime):
         app.add_routes(module.routes)
     return app
 
@@ -47,15 +56,23 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=15, connect=5),
     )
+    settings = app[SETTINGS]
+    sealed = SealedStore(store, app[KEYRING].get)
+    audit = AuditLog(sealed, time.time, settings.audit_retention)
+    ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
     app[STORE] = store
-    app[CONTEXT] = Context(
-        settings=app[SETTINGS],
-        catalog=app[CATALOG],
-        store=SealedStore(store, app[KEYRING].get),
-        http=http,
-    )
+    app[CONTEXT] = ctx
+    tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
+    if settings.refresher:
+        tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
     try:
         yield
     finally:
-        await http.close()
-        await store.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await audit.flush()
+        finally:
+            await http.close()
+            await store.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from broker.crypto.runtime_tokens import verify_runtime_token
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
-from broker.web.state import SETTINGS
+from broker.web.state import GRANT, KEYRING, SETTINGS
 
 log = logging.getLogger("broker.web")
 
@@ -87,3 +89,12 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
     return token.strip()
+
+
+@web.middleware
+async def runtime_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """/v1/runtime routes take a runtime token, verified without a store round trip."""
+    if request.path.startswith("/v1/runtime/"):
+        keyring = request.app[KEYRING].current
+        request[GRANT] = verify_runtime_token(keyring, bearer_token(request), now=time.time())
+    return await handler(request)

@@ -7,6 +7,7 @@ from aiohttp import web
 from broker.catalog import Catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
+from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.services.context import Context
 from broker.store.base import Store
 
@@ -16,3 +17,5 @@ KEYRING = web.AppKey("keyring", KeyringFile)
 STORE = web.AppKey("store", Store)
 """The raw backend (readiness checks); services use the sealed store in CONTEXT."""
 CONTEXT = web.AppKey("context", Context)
+GRANT = web.RequestKey("grant", RuntimeGrant)
+"""The verified runtime grant of a /v1/runtime request."""

@@ -70,7 +70,7 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     values = _typed(manifest.settings_schema, {k: v for k, v in form.items() if isinstance(v, str)})
     try:
-        conn = await connections.create_api_key_connection(
+        conn = await connections.create_direct_connection(
             ctx, session.tenant_id, manifest.key, values
         )
     except (InvalidSettings, ConnectionTestFailed) as exc:

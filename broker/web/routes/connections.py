@@ -19,7 +19,7 @@ async def create_connection(request: web.Request) -> web.Response:
     unknown = set(body) - {"tenant_id", "connector", "settings"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
-    conn = await connections.create_api_key_connection(
+    conn = await connections.create_direct_connection(
         ctx, body.get("tenant_id"), body.get("connector"), body.get("settings", {})
     )
     return web.json_response(connection_view(ctx, conn), status=201)

@@ -1,0 +1,318 @@
+"""Token refresh, single-flight per connection across every replica (DESIGN 5).
+
+The one that takes the refresh lock re-reads the record (someone may have refreshed already),
+calls the provider, writes with CAS (merging onto a newer record if an unrelated write won),
+and persists before releasing the lock. Everyone else polls the record for the new version
+(they never queue through the lock) and, if the lock holder dies, takes the lock over once it
+expires. Providers that rotate refresh tokens revoke the whole grant when an old one is
+reused, so a second refresh of the same token would be data loss: that is what this prevents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from broker import oauth
+from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeout, VersionConflict
+from broker.manifest import Manifest, OAuthConfig, fill_template
+from broker.services import connections, oauth_apps, records
+from broker.services.context import Context
+from broker.services.provider_http import send
+from broker.services.records import Connection, RefreshState, StoredToken
+from broker.store import keys
+
+LOCK_TTL = 15.0
+"""Above the token endpoint timeout (10 s), so a live holder never loses the lock."""
+WAIT_DEADLINE = 10.0
+POLL_INTERVAL = (0.02, 0.06)
+BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
+
+
+def effective_margin(token: StoredToken, wanted: float) -> float:
+    """A margin never above half the token's life: with 5-minute margins and 2-minute tokens
+    every call would otherwise refresh."""
+    if token.expires_at is None:
+        return wanted
+    return min(wanted, max(0.0, (token.expires_at - token.obtained_at) / 2))
+
+
+def is_fresh(token: StoredToken | None, min_ttl: float, now: float) -> bool:
+    if token is None:
+        return False
+    if token.expires_at is None:
+        return True
+    return token.expires_at - now > effective_margin(token, min_ttl)
+
+
+def is_valid(token: StoredToken | None, now: float) -> bool:
+    return token is not None and (token.expires_at is None or token.expires_at > now)
+
+
+def check_usable(conn: Connection) -> None:
+    if conn.status != "active":
+        raise NeedsReauth(f"connection {conn.id} is {conn.status}: the tenant must reconnect")
+
+
+async def ensure_fresh(
+    ctx: Context,
+    connection_id: str,
+    *,
+    min_ttl: float,
+    force: bool = False,
+    current: tuple[Connection, int] | None = None,
+) -> StoredToken:
+    """A token valid for more than `min_ttl` (capped, see `effective_margin`), refreshing
+    once across all replicas when needed; `force` after the provider refused the token.
+    `current` is the record as the caller just read it (saves a read on the hot path)."""
+    started = ctx.clock()
+    conn, version = current or await connections.get(ctx, connection_id)
+    check_usable(conn)
+    if not force and is_fresh(conn.token, min_ttl, started):
+        assert conn.token is not None
+        return conn.token
+    if not force and _backing_off(conn, started) and is_valid(conn.token, started):
+        assert conn.token is not None
+        return conn.token
+    lock = keys.refresh_lock(connection_id)
+    while True:
+        owner = await ctx.store.acquire(lock, LOCK_TTL)
+        if owner is not None:
+            try:
+                return await refresh_locked(
+                    ctx, connection_id, min_ttl=min_ttl, force=force, since=started
+                )
+            finally:
+                await ctx.store.release(lock, owner)
+        await asyncio.sleep(random.uniform(*POLL_INTERVAL))
+        conn, latest = await connections.get(ctx, connection_id)
+        now = ctx.clock()
+        if latest != version:
+            version = latest
+            check_usable(conn)
+            if conn.token is not None and (
+                (force and conn.token.obtained_at >= started)
+                or (not force and is_fresh(conn.token, min_ttl, now))
+            ):
+                return conn.token
+            if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
+                return _old_or_fail(conn, now)
+        if now - started > WAIT_DEADLINE:
+            raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
+
+
+async def refresh_locked(
+    ctx: Context,
+    connection_id: str,
+    *,
+    min_ttl: float,
+    force: bool,
+    since: float,
+    proactive: bool = False,
+) -> StoredToken:
+    """Call only while holding the connection's refresh lock."""
+    conn, version = await connections.get(ctx, connection_id)
+    check_usable(conn)
+    now = ctx.clock()
+    token = conn.token
+    if token is not None:
+        if force and token.obtained_at >= since:
+            return token  # refreshed while we were waiting for the lock
+        if not force and not proactive and is_fresh(token, min_ttl, now):
+            return token
+        settings = ctx.settings
+        if proactive and not proactive_due(
+            conn, now, settings.refresh_margin, settings.idle_refresh_interval
+        ):
+            return token
+    manifest = ctx.catalog.get(conn.connector)
+    config = manifest.connection.oauth
+    if config is None:
+        raise BrokerError(f"{conn.connector} is not an OAuth connector")
+    if config.type != "client_credentials" and (token is None or token.refresh_token is None):
+        if is_valid(token, now) and token is not None:
+            return token
+        await _mark_needs_reauth(ctx, conn, version, "no refresh token")
+        raise NeedsReauth(f"connection {conn.id} has no refresh token: the tenant must reconnect")
+    try:
+        fresh = await request_token(ctx, manifest, config, conn)
+    except oauth.InvalidGrant:
+        current, current_version = await connections.get(ctx, connection_id)
+        if current_version != version and current.token is not None and current.status == "active":
+            return current.token  # someone else refreshed after all (our lock had lapsed)
+        await _mark_needs_reauth(ctx, current, current_version, "invalid_grant")
+        raise NeedsReauth(
+            f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
+        ) from None
+    except oauth.OAuthError as exc:
+        failed = await _record_failure(ctx, connection_id, exc)
+        return _old_or_fail(failed, ctx.clock())
+    updated = await _write_token(ctx, connection_id, fresh)
+    await schedule_next(ctx, updated)
+    return fresh
+
+
+async def request_token(
+    ctx: Context, manifest: Manifest, config: OAuthConfig, conn: Connection
+) -> StoredToken:
+    app = await oauth_apps.resolve(ctx, config.client.credential_key, conn.tenant_id)
+    url = fill_template(
+        config.token_url_template,
+        manifest,
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        settings=conn.settings,
+    )
+    client = oauth_apps.client_auth(app, config)
+    previous = conn.token.refresh_token if conn.token else None
+    if config.type == "client_credentials":
+        request = oauth.prepare_client_credentials_request(
+            url,
+            client=client,
+            scopes=config.scopes,
+            scope_separator=config.scope_separator,
+            extra_params=config.token_params,
+            encoding=config.token_request_encoding,
+        )
+    else:
+        assert previous is not None
+        request = oauth.prepare_refresh_request(
+            url,
+            client=client,
+            refresh_token=previous,
+            extra_params=config.token_params,
+            encoding=config.token_request_encoding,
+        )
+    answer = await send(ctx, request)
+    tokens = oauth.parse_token_response(
+        answer.status,
+        answer.content_type,
+        answer.body,
+        sent_at=answer.sent_at,
+        default_expires_in=config.default_expires_in,
+        previous_refresh_token=previous,
+        requested_scopes=conn.token.scopes if conn.token else config.scopes,
+        bearer_aliases=config.bearer_token_types,
+    )
+    return StoredToken.from_token_set(tokens, answer.sent_at)
+
+
+async def _write_token(ctx: Context, connection_id: str, token: StoredToken) -> Connection:
+    """Persist a new token onto the newest record: an unrelated write (settings) that won the
+    race is kept, and the token - which no one else may write while we hold the lock - too."""
+    for _ in range(connections.CAS_RETRIES):
+        conn, version = await connections.get(ctx, connection_id)
+        now = ctx.clock()
+        updated = conn.model_copy(
+            update={
+                "token": token,
+                "refresh": RefreshState(last_refresh_at=now),
+                "updated_at": now,
+            }
+        )
+        try:
+            await records.save(ctx.store, keys.connection(connection_id), updated, version)
+            return updated
+        except VersionConflict:
+            continue
+    raise VersionConflict(f"could not persist the refreshed token of {connection_id}")
+
+
+async def _record_failure(ctx: Context, connection_id: str, exc: oauth.OAuthError) -> Connection:
+    for _ in range(connections.CAS_RETRIES):
+        conn, version = await connections.get(ctx, connection_id)
+        now = ctx.clock()
+        failures = conn.refresh.failures + 1
+        delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+        refresh = conn.refresh.model_copy(
+            update={
+                "last_error": exc.error or exc.code,
+                "last_error_at": now,
+                "failures": failures,
+                "next_attempt_at": now + delay,
+            }
+        )
+        updated = conn.model_copy(update={"refresh": refresh, "updated_at": now})
+        try:
+            await records.save(ctx.store, keys.connection(connection_id), updated, version)
+        except VersionConflict:
+            continue
+        await ctx.store.schedule(keys.connection(connection_id), now + delay)
+        return updated
+    raise VersionConflict(f"could not record the refresh failure of {connection_id}")
+
+
+async def _mark_needs_reauth(ctx: Context, conn: Connection, version: int, reason: str) -> None:
+    now = ctx.clock()
+    refresh = conn.refresh.model_copy(update={"last_error": reason, "last_error_at": now})
+    updated = conn.model_copy(
+        update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
+    )
+    try:
+        await records.save(ctx.store, keys.connection(conn.id), updated, version)
+    except VersionConflict:
+        return  # a newer write (a reconnect, say) decides the status
+    await ctx.store.unschedule(keys.connection(conn.id))
+    ctx.audit.record(
+        actor="broker",
+        action="connection.needs_reauth",
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        outcome=reason,
+    )
+
+
+def _backing_off(conn: Connection, now: float) -> bool:
+    at = conn.refresh.next_attempt_at
+    return at is not None and at > now
+
+
+def _old_or_fail(conn: Connection, now: float) -> StoredToken:
+    """After a transient failure: keep serving the old token while it is valid (DESIGN 5)."""
+    if conn.token is not None and is_valid(conn.token, now):
+        return conn.token
+    raise ProviderError(
+        f"the provider failed to refresh the token of {conn.id} ({conn.refresh.last_error}) "
+        "and the old one has expired"
+    )
+
+
+def _jitter_window(token: StoredToken) -> float:
+    assert token.expires_at is not None
+    return min(30.0, (token.expires_at - token.obtained_at) * 0.05)
+
+
+def proactive_due(conn: Connection, now: float, margin: float, idle_interval: float) -> bool:
+    """Whether the background refresher should refresh now (the window `next_refresh_at`
+    schedules into, jitter included)."""
+    token = conn.token
+    if conn.status != "active" or token is None:
+        return False
+    if token.expires_at is not None:
+        return token.expires_at - now <= effective_margin(token, margin) + _jitter_window(token)
+    return (
+        token.refresh_token is not None
+        and idle_interval > 0
+        and now >= token.obtained_at + idle_interval
+    )
+
+
+def next_refresh_at(conn: Connection, margin: float, idle_interval: float) -> float | None:
+    """When the proactive refresher should look at this connection next."""
+    token = conn.token
+    if conn.status != "active" or token is None:
+        return None
+    if token.expires_at is not None:
+        jitter = random.uniform(0, _jitter_window(token))
+        return token.expires_at - effective_margin(token, margin) - jitter
+    if token.refresh_token is not None and idle_interval > 0:
+        return token.obtained_at + idle_interval  # exercise idle refresh tokens before they lapse
+    return None
+
+
+async def schedule_next(ctx: Context, conn: Connection) -> None:
+    at = next_refresh_at(conn, ctx.settings.refresh_margin, ctx.settings.idle_refresh_interval)
+    if at is None:
+        await ctx.store.unschedule(keys.connection(conn.id))
+    else:
+        await ctx.store.schedule(keys.connection(conn.id), at)

@@ -1,0 +1,86 @@
+"""Proactive refresh: every replica works through the store's due-time index in the
+background, so runtimes almost never wait on a provider.
+
+Replicas never refresh one connection twice: each item is handled under the connection's
+refresh lock, taken without waiting (a held lock means another replica is on it). Polling is
+jittered and concurrency bounded, and the index is read from a random partition onward, so
+replicas spread over the work instead of fighting for the same items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from broker.errors import BrokerError, NotFound
+from broker.services import connections, refresh
+from broker.services.context import Context
+from broker.store import keys
+
+log = logging.getLogger("broker.refresher")
+
+
+class Refresher:
+    def __init__(
+        self, ctx: Context, *, interval: float = 1.0, batch: int = 200, concurrency: int = 32
+    ) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self.batch = batch
+        self._slots = asyncio.Semaphore(concurrency)
+        self.refreshed = 0
+        self.failed = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                handled = await self.run_once()
+            except BrokerError as exc:
+                log.warning("refresher: %s", exc.code)
+                handled = 0
+            if handled < self.batch:
+                await asyncio.sleep(self.interval * random.uniform(0.5, 1.5))
+
+    async def run_once(self) -> int:
+        items = await self.ctx.store.due(self.ctx.clock(), self.batch)
+        await asyncio.gather(*(self._guarded(item.key) for item in items))
+        return len(items)
+
+    async def _guarded(self, key: str) -> None:
+        async with self._slots:
+            try:
+                await self.handle(keys.record_id(key))
+            except BrokerError as exc:
+                self.failed += 1
+                log.info("refresher: %s for %s", exc.code, keys.record_id(key))
+
+    async def handle(self, connection_id: str) -> None:
+        ctx = self.ctx
+        try:
+            conn, _ = await connections.get(ctx, connection_id)
+        except NotFound:
+            await ctx.store.unschedule(keys.connection(connection_id))
+            return
+        settings = ctx.settings
+        if not refresh.proactive_due(
+            conn, ctx.clock(), settings.refresh_margin, settings.idle_refresh_interval
+        ):
+            await refresh.schedule_next(ctx, conn)  # stale index entry: put it where it belongs
+            return
+        lock = keys.refresh_lock(connection_id)
+        owner = await ctx.store.acquire(lock, refresh.LOCK_TTL)
+        if owner is None:
+            return  # another replica (or an on-demand caller) is refreshing it
+        try:
+            await refresh.refresh_locked(
+                ctx,
+                connection_id,
+                min_ttl=ctx.settings.refresh_margin,
+                force=False,
+                since=ctx.clock(),
+                proactive=True,
+            )
+            self.refreshed += 1
+        finally:
+            await ctx.store.release(lock, owner)

@@ -1,0 +1,74 @@
+"""What a connector runtime may read, checked against the grant in its runtime token.
+
+The grant is fixed at mint time and verified without the store; the connection record is
+read on every call, so a deleted connection makes its tokens useless at once. Every read
+is audited by name and outcome, never by value.
+"""
+
+from __future__ import annotations
+
+from broker.crypto.runtime_tokens import RuntimeGrant
+from broker.errors import BrokerError, NotFound, NotGranted, NotOAuth, Unauthorized
+from broker.services import connections, refresh
+from broker.services.context import Context
+from broker.services.records import Connection, StoredToken
+
+
+async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[Connection, int]:
+    try:
+        conn, version = await connections.get(ctx, grant.connection_id)
+    except NotFound:
+        raise Unauthorized("the runtime token's connection no longer exists") from None
+    if conn.tenant_id != grant.tenant_id or conn.connector != grant.connector:
+        raise Unauthorized("the runtime token does not match its connection")
+    return conn, version
+
+
+async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str, int]:
+    actor = f"runtime:{grant.token_id}"
+    outcome = "ok"
+    try:
+        if name not in grant.secrets:
+            raise NotGranted(f"{name!r} is not granted to this connector (permissions.secrets)")
+        conn, _ = await _connection(ctx, grant)
+        value = conn.secrets.get(name, conn.settings.get(name))
+        if value is None:
+            raise NotFound(f"{name!r} is granted but not set on this connection")
+        return str(value), conn.settings_version
+    except BrokerError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        ctx.audit.record(
+            actor=actor,
+            action="secret.read",
+            tenant_id=grant.tenant_id,
+            connection_id=grant.connection_id,
+            name=name[:128],
+            outcome=outcome,
+        )
+
+
+async def access_token(
+    ctx: Context, grant: RuntimeGrant, *, min_ttl: float | None, force: bool = False
+) -> StoredToken:
+    outcome = "ok"
+    try:
+        if not grant.oauth:
+            raise NotOAuth("this connection does not use OAuth")
+        current = await _connection(ctx, grant)
+        wanted = ctx.settings.refresh_margin if min_ttl is None else min_ttl
+        return await refresh.ensure_fresh(
+            ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
+        )
+    except BrokerError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        ctx.audit.record(
+            actor=f"runtime:{grant.token_id}",
+            action="token.refresh" if force else "token.read",
+            tenant_id=grant.tenant_id,
+            connection_id=grant.connection_id,
+            outcome=outcome,
+        )
