@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     refresh_margin: int = Field(default=300, ge=0, le=86_400)
     idle_refresh_interval: int = Field(default=7 * 86_400, ge=0)
     """Seconds after which a refresh token with no expiring access token is exercised (0: never)."""
+    refresh_lock_ttl: float = Field(default=15.0, ge=2.0, le=300.0)
+    """Seconds a refresh lock lives; a provider call gets at most 60% of it, so a live holder
+    always finishes (or gives up) before another replica may take over."""
     refresher: bool = True
     """Run the proactive background refresher in this process."""
     audit_retention: int = Field(default=30 * 86_400, ge=60)

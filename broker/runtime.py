@@ -210,8 +210,16 @@ class BrokerClient:
             raise NotConfigured(
                 f"{URL_ENV} is not set: the broker's base URL, e.g. http://broker:8080"
             )
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise NotConfigured(f"{URL_ENV} has an invalid port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise NotConfigured(f"{URL_ENV} must be an http(s) URL with a host")
+        if parts.username or parts.password:
+            # the runtime token is the credential; the value is not quoted, it may hold one
+            raise NotConfigured(f"{URL_ENV} must not carry credentials")
         if not token:
             raise NotConfigured(f"{TOKEN_ENV} is not set: the runtime token minted for this run")
         self._base = url.rstrip("/")
@@ -227,9 +235,7 @@ class BrokerClient:
         self.oauth = _OAuthAPI(lambda: self)
 
     def __repr__(self) -> str:
-        parts = urlsplit(self._base)  # drop any user:password in the URL
-        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
-        return f"BrokerClient(url='{parts.scheme}://{host}{parts.path}')"
+        return f"BrokerClient(url={self._base!r})"
 
     async def __aenter__(self) -> BrokerClient:
         return self
@@ -332,7 +338,7 @@ class BrokerClient:
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         # full jitter: replicas that failed together do not come back together
-        delay = random.uniform(0, min(self._max_backoff, self._backoff * 2 ** (attempt - 1)))  # noqa: S311
+        delay = random.uniform(0, min(self._max_backoff, self._backoff * 2 ** (attempt - 1)))
         if retry_after is not None and retry_after.isdigit():
             delay = max(delay, float(retry_after))
         return delay
@@ -355,6 +361,8 @@ class BrokerClient:
             cls = not_found
         elif cls is BrokerRuntimeError and (status == 503 or (status in (502, 504) and not code)):
             cls = BrokerUnavailable  # a proxy in front of a broker that is down or restarting
+        if not code and cls is BrokerRuntimeError:
+            code = "unexpected_response"  # not the broker talking: a wrong URL or a proxy
         return cls(text, status=status, code=code or None)
 
 

@@ -54,6 +54,7 @@ class FakeBroker:
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)
     delay: float = 0.0
     refreshes: int = 0
+    keep_alive: bool = True
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.middleware])
@@ -72,6 +73,8 @@ class FakeBroker:
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return error(401, "unauthorized", "runtime token is invalid or expired")
         response: web.StreamResponse = await handler(request)
+        if not self.keep_alive:
+            response.force_close()
         return response
 
     async def secret(self, request: web.Request) -> web.Response:
@@ -130,7 +133,9 @@ async def clean_default() -> AsyncIterator[None]:
 # -- success ---------------------------------------------------------------------------------
 
 
-async def test_secret_value_and_version(broker: tuple[FakeBroker, str], client: BrokerClient) -> None:
+async def test_secret_value_and_version(
+    broker: tuple[FakeBroker, str], client: BrokerClient
+) -> None:
     fake, _ = broker
     assert await client.secrets.get("api_key") == SECRET
     secret = await client.secrets.get_with_version("api_key")
@@ -193,11 +198,11 @@ async def test_error_codes_map_to_exceptions_without_retry(
     client: BrokerClient,
     status: int,
     code: str,
-    expected: type[Exception],
+    expected: type[BrokerRuntimeError],
     base: type[Exception],
 ) -> None:
     fake, _ = broker
-    fake.script = [error(status, code, "refused")] * 5
+    fake.script = [error(status, code, "refused") for _ in range(5)]
     with pytest.raises(expected) as caught:
         await client.secrets.get("api_key")
     assert type(caught.value) is expected
@@ -242,7 +247,7 @@ async def test_503_is_retried_then_succeeds(
 
 async def test_503_forever_gives_up_after_bounded_retries(broker: tuple[FakeBroker, str]) -> None:
     fake, url = broker
-    fake.script = [error(503, "store_unavailable")] * 10
+    fake.script = [error(503, "store_unavailable") for _ in range(10)]
     started = time.monotonic()
     async with BrokerClient(url, TOKEN, retries=3, backoff=0.01) as c:
         with pytest.raises(BrokerUnavailable, match="after 4 attempts") as caught:
@@ -303,7 +308,7 @@ async def test_no_secret_or_token_in_errors_reprs_or_logs(
     broker: tuple[FakeBroker, str], client: BrokerClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    fake, url = broker
+    fake, _ = broker
     failures: list[BaseException] = []
     fake.script = [
         error(403, "not_granted", f"token {TOKEN} may not read this"),  # a careless proxy
@@ -333,8 +338,8 @@ async def test_no_secret_or_token_in_errors_reprs_or_logs(
     secret = await client.secrets.get_with_version("api_key")
     token = await client.oauth.token()
     texts = [caplog.text, repr(client), repr(secret), repr(token)]
-    for exc in failures:
-        texts += [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+    for failure in failures:
+        texts += [str(failure), repr(failure), "".join(traceback.format_exception(failure))]
     for text in texts:
         for canary in (TOKEN, SECRET, ACCESS):
             assert canary not in text
@@ -377,17 +382,52 @@ async def test_missing_configuration_is_a_clear_error(
     assert TOKEN not in str(caught.value)
 
 
-def test_repr_hides_credentials_in_the_url() -> None:
-    client = BrokerClient("https://user:pw@broker.internal:8443/base/", TOKEN)
+def test_url_credentials_are_refused_without_quoting_them() -> None:
+    with pytest.raises(NotConfigured, match="must not carry credentials") as caught:
+        BrokerClient("https://user:pw-canary@broker.internal:8443/base/", TOKEN)
+    assert "pw-canary" not in str(caught.value)
+    with pytest.raises(NotConfigured, match="port"):
+        BrokerClient("http://broker:eighty", TOKEN)
+    client = BrokerClient("https://broker.internal:8443/base/", TOKEN)
     assert repr(client) == "BrokerClient(url='https://broker.internal:8443/base')"
 
 
+async def test_a_non_broker_404_is_not_secret_not_set(
+    broker: tuple[FakeBroker, str], client: BrokerClient
+) -> None:
+    broker[0].script = [web.Response(status=404, text="404: Not Found")]
+    with pytest.raises(BrokerRuntimeError) as caught:
+        await client.secrets.get("api_key")
+    assert type(caught.value) is BrokerRuntimeError
+    assert (caught.value.code, caught.value.status) == ("unexpected_response", 404)
+
+
 async def test_one_client_survives_successive_event_loops(client: BrokerClient) -> None:
-    # a worker that calls asyncio.run() once per job reuses the module's default client
+    # a worker that calls asyncio.run() once per job, closing the client as each job ends
+    async def main() -> str:
+        try:
+            return await client.secrets.get("api_key")
+        finally:
+            await client.close()
+
+    def job() -> str:
+        return asyncio.run(main())
+
+    assert await asyncio.to_thread(job) == SECRET
+    assert await asyncio.to_thread(job) == SECRET
+    assert await client.secrets.get("api_key") == SECRET
+
+
+async def test_a_client_left_open_is_rebound_to_the_next_loop(
+    broker: tuple[FakeBroker, str], client: BrokerClient
+) -> None:
+    # the old loop is closed, so the old session cannot be; without keep-alive it holds no
+    # socket, which keeps this test free of the ResourceWarning such a session leaves
+    broker[0].keep_alive = False
+
     def job() -> str:
         return asyncio.run(client.secrets.get("api_key"))
 
     assert await asyncio.to_thread(job) == SECRET
     assert await asyncio.to_thread(job) == SECRET
     assert await client.secrets.get("api_key") == SECRET
-

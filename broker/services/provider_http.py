@@ -14,7 +14,7 @@ import aiohttp
 from broker.oauth import TokenRequest, TransientProviderError
 from broker.services.context import Context
 
-TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+MAX_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 256 * 1024
 
 
@@ -28,6 +28,8 @@ class ProviderResponse:
 
 
 async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
+    seconds = min(MAX_SECONDS, ctx.settings.refresh_lock_ttl * 0.6)
+    timeout = aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds))
     sent_at = ctx.clock()
     try:
         async with ctx.http.request(
@@ -36,7 +38,7 @@ async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
             headers=request.headers,
             data=request.body,
             allow_redirects=False,
-            timeout=TIMEOUT,
+            timeout=timeout,
         ) as resp:
             body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
             content_type = resp.headers.get("Content-Type")

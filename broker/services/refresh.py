@@ -22,8 +22,6 @@ from broker.services.provider_http import send
 from broker.services.records import Connection, RefreshState, StoredToken
 from broker.store import keys
 
-LOCK_TTL = 15.0
-"""Above the token endpoint timeout (10 s), so a live holder never loses the lock."""
 WAIT_DEADLINE = 10.0
 POLL_INTERVAL = (0.02, 0.06)
 BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
@@ -76,7 +74,7 @@ async def ensure_fresh(
         return conn.token
     lock = keys.refresh_lock(connection_id)
     while True:
-        owner = await ctx.store.acquire(lock, LOCK_TTL)
+        owner = await ctx.store.acquire(lock, ctx.settings.refresh_lock_ttl)
         if owner is not None:
             try:
                 return await refresh_locked(
@@ -226,7 +224,8 @@ async def _record_failure(ctx: Context, connection_id: str, exc: oauth.OAuthErro
         delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
         refresh = conn.refresh.model_copy(
             update={
-                "last_error": exc.error or exc.code,
+                "last_error": exc.error
+                or (f"http_{exc.provider_status}" if exc.provider_status else exc.code),
                 "last_error_at": now,
                 "failures": failures,
                 "next_attempt_at": now + delay,
@@ -277,19 +276,24 @@ def _old_or_fail(conn: Connection, now: float) -> StoredToken:
     )
 
 
-def _jitter_window(token: StoredToken) -> float:
+PROACTIVE_LEAD = 60.0
+"""Seconds earlier than on-demand callers would refresh: the background refresher gets there
+first, so runtimes are served a fresh token instead of waiting on the provider."""
+
+
+def proactive_margin(token: StoredToken, margin: float) -> float:
     assert token.expires_at is not None
-    return min(30.0, (token.expires_at - token.obtained_at) * 0.05)
+    lifetime = token.expires_at - token.obtained_at
+    return min(margin + PROACTIVE_LEAD, max(0.0, lifetime * 0.75))
 
 
 def proactive_due(conn: Connection, now: float, margin: float, idle_interval: float) -> bool:
-    """Whether the background refresher should refresh now (the window `next_refresh_at`
-    schedules into, jitter included)."""
+    """Whether the background refresher should refresh now."""
     token = conn.token
     if conn.status != "active" or token is None:
         return False
     if token.expires_at is not None:
-        return token.expires_at - now <= effective_margin(token, margin) + _jitter_window(token)
+        return token.expires_at - now <= proactive_margin(token, margin)
     return (
         token.refresh_token is not None
         and idle_interval > 0
@@ -303,8 +307,7 @@ def next_refresh_at(conn: Connection, margin: float, idle_interval: float) -> fl
     if conn.status != "active" or token is None:
         return None
     if token.expires_at is not None:
-        jitter = random.uniform(0, _jitter_window(token))
-        return token.expires_at - effective_margin(token, margin) - jitter
+        return token.expires_at - proactive_margin(token, margin)
     if token.refresh_token is not None and idle_interval > 0:
         return token.obtained_at + idle_interval  # exercise idle refresh tokens before they lapse
     return None

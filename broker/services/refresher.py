@@ -23,7 +23,7 @@ log = logging.getLogger("broker.refresher")
 
 class Refresher:
     def __init__(
-        self, ctx: Context, *, interval: float = 1.0, batch: int = 200, concurrency: int = 32
+        self, ctx: Context, *, interval: float = 0.5, batch: int = 200, concurrency: int = 32
     ) -> None:
         self.ctx = ctx
         self.interval = interval
@@ -69,7 +69,7 @@ class Refresher:
             await refresh.schedule_next(ctx, conn)  # stale index entry: put it where it belongs
             return
         lock = keys.refresh_lock(connection_id)
-        owner = await ctx.store.acquire(lock, refresh.LOCK_TTL)
+        owner = await ctx.store.acquire(lock, ctx.settings.refresh_lock_ttl)
         if owner is None:
             return  # another replica (or an on-demand caller) is refreshing it
         try:

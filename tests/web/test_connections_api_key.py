@@ -55,7 +55,8 @@ async def runtime() -> AsyncIterator[tuple[FakeRuntime, str]]:
 
 @pytest.fixture
 async def api(
-    make_settings: Callable[..., Settings], runtime: tuple[FakeRuntime, str],
+    make_settings: Callable[..., Settings],
+    runtime: tuple[FakeRuntime, str],
     caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[Client]:
     caplog.set_level(logging.DEBUG)

@@ -23,16 +23,23 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def connect(client: Client, tenant: str, connector: str, settings: dict[str, Any]) -> str:
-    resp = await client.post("/v1/connections", headers=admin(), json={
-        "tenant_id": tenant, "connector": connector, "settings": settings,
-    })
+    resp = await client.post(
+        "/v1/connections",
+        headers=admin(),
+        json={
+            "tenant_id": tenant,
+            "connector": connector,
+            "settings": settings,
+        },
+    )
     assert resp.status == 201, await resp.text()
     return str((await resp.json())["id"])
 
 
 async def mint(client: Client, connection_id: str, **body: Any) -> str:
-    resp = await client.post("/v1/runtime-tokens", headers=admin(),
-                             json={"connection_id": connection_id, **body})
+    resp = await client.post(
+        "/v1/runtime-tokens", headers=admin(), json={"connection_id": connection_id, **body}
+    )
     assert resp.status == 201, await resp.text()
     data = await resp.json()
     assert data["expires_at"].endswith("Z") and data["token_id"].startswith("rt_")
@@ -56,16 +63,23 @@ async def test_secrets_get(client: Client, caplog: pytest.LogCaptureFixture) -> 
     not_oauth = await client.get("/v1/runtime/oauth/access-token", headers=bearer(token))
     assert not_oauth.status == 400 and (await not_oauth.json())["error"] == "not_oauth"
 
-    resp = await client.patch(f"/v1/connections/{cid}/settings", headers=admin(),
-                              json={"settings": {"api_key": key + "-v2"}})
+    resp = await client.patch(
+        f"/v1/connections/{cid}/settings",
+        headers=admin(),
+        json={"settings": {"api_key": key + "-v2"}},
+    )
     assert resp.status == 200
     rotated = await (await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))).json()
     assert rotated == {"name": "api_key", "value": key + "-v2", "version": 2}
 
-    audit = await (await client.get(f"/v1/audit?tenant_id=t1&connection_id={cid}", headers=admin())).json()
+    audit = await (
+        await client.get(f"/v1/audit?tenant_id=t1&connection_id={cid}", headers=admin())
+    ).json()
     reads = [e for e in audit["entries"] if e["action"] == "secret.read"]
     assert {(e["name"], e["outcome"]) for e in reads} >= {
-        ("api_key", "ok"), ("webhook_secret", "not_found"), ("client_secret", "not_granted"),
+        ("api_key", "ok"),
+        ("webhook_secret", "not_found"),
+        ("client_secret", "not_granted"),
     }
     assert all(e["actor"].startswith("runtime:rt_") for e in reads)
     assert key not in str(audit) and key not in caplog.text and token not in caplog.text
@@ -76,9 +90,15 @@ async def test_bad_runtime_tokens(client: Client, keyring_file: Path) -> None:
     token = await mint(client, cid)
     prefix, key_id, payload, signature = token.split(".")
     forged_payload = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
-    for bad in ("", "nope", token + "x", f"{prefix}.{key_id}.{forged_payload}.{signature}",
-                f"{prefix}.other.{payload}.{signature}", f"brt0.{key_id}.{payload}.{signature}",
-                token.replace(".", "..", 1)):
+    for bad in (
+        "",
+        "nope",
+        token + "x",
+        f"{prefix}.{key_id}.{forged_payload}.{signature}",
+        f"{prefix}.other.{payload}.{signature}",
+        f"brt0.{key_id}.{payload}.{signature}",
+        token.replace(".", "..", 1),
+    ):
         resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(bad))
         assert resp.status == 401, bad
         assert (await resp.json())["error"] == "unauthorized"
@@ -89,9 +109,13 @@ async def test_bad_runtime_tokens(client: Client, keyring_file: Path) -> None:
 async def test_token_ttl_bounds_and_expiry(client: Client) -> None:
     cid = await connect(client, "t1", "stripe", {"api_key": "sk_test_x"})
     for ttl in (0, 86_401, "60", 1.5, True, -1):
-        resp = await client.post("/v1/runtime-tokens", headers=admin(), json={"connection_id": cid, "ttl_seconds": ttl})
+        resp = await client.post(
+            "/v1/runtime-tokens", headers=admin(), json={"connection_id": cid, "ttl_seconds": ttl}
+        )
         assert resp.status == 400, ttl
-    unknown = await client.post("/v1/runtime-tokens", headers=admin(), json={"connection_id": "conn_" + "0" * 26})
+    unknown = await client.post(
+        "/v1/runtime-tokens", headers=admin(), json={"connection_id": "conn_" + "0" * 26}
+    )
     assert unknown.status == 404
     token = await mint(client, cid, ttl_seconds=1)
     assert (await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))).status == 200
@@ -117,14 +141,22 @@ async def test_tokens_rotate_with_the_keyring(client: Client, keyring_file: Path
     new_token = await mint(client, cid)
     assert new_token.split(".")[1] == "k2"
     for token in (old_token, new_token):  # signed before the promotion: valid until retired
-        assert (await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))).status == 200
+        assert (
+            await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))
+        ).status == 200
     # re-seal the record under k2 (what `broker keys rewrap` does for every record), then retire
-    await client.patch(f"/v1/connections/{cid}/settings", headers=admin(), json={"settings": {"api_key": "sk_test_y"}})
+    await client.patch(
+        f"/v1/connections/{cid}/settings",
+        headers=admin(),
+        json={"settings": {"api_key": "sk_test_y"}},
+    )
     save_keyring(keyring_file, Keyring.load(keyring_file).without("k1"))
     holder.reload()
     resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(old_token))
     assert resp.status == 401 and "retired" in (await resp.json())["message"]
-    assert (await client.get("/v1/runtime/secrets/api_key", headers=bearer(new_token))).status == 200
+    assert (
+        await client.get("/v1/runtime/secrets/api_key", headers=bearer(new_token))
+    ).status == 200
 
 
 async def test_tenants_and_connectors_never_cross(client: Client) -> None:
@@ -141,7 +173,10 @@ async def test_tenants_and_connectors_never_cross(client: Client) -> None:
         values = settings(tenant)
         cid = await connect(client, tenant, connector, values)
         owned[await mint(client, cid)] = (tenant, connector, values)
-    catalog = {c["key"]: c for c in (await (await client.get("/v1/connectors", headers=admin())).json())["connectors"]}
+    catalog = {
+        c["key"]: c
+        for c in (await (await client.get("/v1/connectors", headers=admin())).json())["connectors"]
+    }
     names = {n for key in connectors for n in catalog[key]["settings_schema"]["properties"]}
     for token, (tenant, connector, values) in owned.items():
         granted = set(catalog[connector]["secrets"])
@@ -154,6 +189,8 @@ async def test_tenants_and_connectors_never_cross(client: Client) -> None:
                 assert resp.status == 404
             else:
                 assert resp.status == 403, (connector, name)
-        listed = await (await client.get(f"/v1/connections?tenant_id={tenant}", headers=admin())).json()
+        listed = await (
+            await client.get(f"/v1/connections?tenant_id={tenant}", headers=admin())
+        ).json()
         assert {c["tenant_id"] for c in listed["connections"]} == {tenant}
         assert len(listed["connections"]) == len(connectors)

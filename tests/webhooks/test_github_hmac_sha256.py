@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from broker.webhooks import InvalidSignature, MalformedHeader, MissingHeader, WebhookError, verify
+from broker.webhooks import (
+    InvalidSignature,
+    MalformedHeader,
+    MissingHeader,
+    Verified,
+    WebhookError,
+    verify,
+)
 from tests.webhooks.support import BODY, CANARY, NOW, assert_clean, hmac_sha256, refused
 
 VECTOR_SECRET = "It's a Secret to Everybody"
@@ -22,7 +29,7 @@ def sign(secret: str, body: bytes = BODY) -> str:
 
 def check(
     headers: dict[str, str], secrets: list[str] | None = None, body: bytes = BODY
-) -> object:
+) -> Verified:
     return verify(
         "github_hmac_sha256", body=body, headers=headers, secrets=secrets or [SECRET], now=NOW
     )
@@ -61,7 +68,9 @@ def test_tampered_body_is_refused() -> None:
 
 def test_wrong_secret_is_refused() -> None:
     with pytest.raises(InvalidSignature):
-        check({"X-Hub-Signature-256": VECTOR_SIGNATURE}, ["It's a secret to everybody"], VECTOR_BODY)
+        check(
+            {"X-Hub-Signature-256": VECTOR_SIGNATURE}, ["It's a secret to everybody"], VECTOR_BODY
+        )
 
 
 def test_the_legacy_sha1_header_alone_is_missing_not_a_pass() -> None:

@@ -21,7 +21,7 @@ OLD = "whsec_test_old_fedcba9876543210"
 
 
 def header(secret: str, t: int = NOW, body: bytes = BODY) -> str:
-    return WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=t)
+    return str(WebhookSignature.generate_signature_header(body.decode(), secret, timestamp=t))
 
 
 def v1(secret: str, t: int = NOW) -> str:
