@@ -7,6 +7,8 @@ is audited by name and outcome, never by value.
 
 from __future__ import annotations
 
+import json
+
 from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.errors import BrokerError, NotFound, NotGranted, NotOAuth, Unauthorized
 from broker.services import connections, refresh
@@ -34,7 +36,8 @@ async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str
         value = conn.secrets.get(name, conn.settings.get(name))
         if value is None:
             raise NotFound(f"{name!r} is granted but not set on this connection")
-        return str(value), conn.settings_version
+        # non-string settings go out as JSON text (`true`, not Python's `True`)
+        return (value if isinstance(value, str) else json.dumps(value)), conn.settings_version
     except BrokerError as exc:
         outcome = exc.code
         raise
