@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import secrets
 import sys
@@ -92,6 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     web.run_app(
         app,
+        loop=_event_loop(),
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
@@ -99,6 +101,16 @@ def _serve(args: argparse.Namespace) -> int:
         handle_signals=True,
     )
     return 0
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it roughly halves the per-request socket cost)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def _store_label(settings: Settings) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import secrets
 
 from cryptography.exceptions import InvalidTag
@@ -27,14 +26,17 @@ from broker.errors import CryptoError
 FORMAT_VERSION = "1"
 NONCE_SIZE = 12
 TAG_SIZE = 16
-_BODY = re.compile(rb"[A-Za-z0-9_-]*")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# bits of the last character that carry no data, by length mod 4 (1 is never valid)
+_SPARE_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 def seal(keyring: Keyring, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt under the primary key with a fresh random 96-bit nonce."""
     header = f"{FORMAT_VERSION}.{keyring.primary}.".encode("ascii")
     nonce = secrets.token_bytes(NONCE_SIZE)
-    body = nonce + AESGCM(keyring.primary_key).encrypt(nonce, plaintext, header + aad)
+    body = nonce + _cipher(keyring.primary_key).encrypt(nonce, plaintext, header + aad)
     return header + base64.urlsafe_b64encode(body).rstrip(b"=")
 
 
@@ -46,11 +48,40 @@ def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
     header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
     nonce, ciphertext = body[:NONCE_SIZE], body[NONCE_SIZE:]
     try:
-        return AESGCM(key).decrypt(nonce, ciphertext, header + aad)
+        return _cipher(key).decrypt(nonce, ciphertext, header + aad)
     except InvalidTag:
         raise CryptoError(
             "sealed value failed authentication (tampered, or sealed for another record)"
         ) from None
+
+
+_ciphers: dict[bytes, AESGCM] = {}
+
+
+def _cipher(key: bytes) -> AESGCM:
+    # building the cipher costs about as much as decrypting a small record
+    cipher = _ciphers.get(key)
+    if cipher is None:
+        if len(_ciphers) > 64:
+            _ciphers.clear()
+        cipher = _ciphers[key] = AESGCM(key)
+    return cipher
+
+
+def _decode_canonical(encoded: bytes) -> bytes:
+    """Strict base64url without padding. Only the canonical spelling is accepted: otherwise
+    the spare bits of the last character give several spellings of one value, and a flipped
+    byte there could go unnoticed."""
+    spare = _SPARE_BITS.get(len(encoded) % 4)
+    if spare is None or b"+" in encoded or b"/" in encoded or b"=" in encoded:
+        raise CryptoError("malformed sealed value (data is not base64url)")
+    if spare and encoded and _ALPHABET.find(encoded[-1:]) & spare:
+        raise CryptoError("malformed sealed value (non-canonical base64url)")
+    padded = encoded.translate(_TO_STANDARD) + b"=" * (-len(encoded) % 4)
+    try:
+        return binascii.a2b_base64(padded, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise CryptoError("malformed sealed value (data is not base64url)") from None
 
 
 def key_id_of(sealed: bytes) -> str:
@@ -75,16 +106,7 @@ def _parse(sealed: bytes) -> tuple[str, bytes]:
     key_id = raw_id.decode("ascii", errors="replace")
     if not valid_key_id(key_id):
         raise CryptoError("malformed sealed value (invalid key id)")
-    if _BODY.fullmatch(encoded) is None:
-        raise CryptoError("malformed sealed value (data is not base64url)")
-    try:
-        body = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
-    except (binascii.Error, ValueError):
-        raise CryptoError("malformed sealed value (data is not base64url)") from None
-    # Only the canonical encoding is accepted: otherwise the spare bits of the last
-    # character give several spellings of one value, and a flipped byte could go unnoticed.
-    if base64.urlsafe_b64encode(body).rstrip(b"=") != encoded:
-        raise CryptoError("malformed sealed value (non-canonical base64url)")
+    body = _decode_canonical(encoded)
     if len(body) < NONCE_SIZE + TAG_SIZE:
         raise CryptoError("malformed sealed value (too short)")
     return key_id, body

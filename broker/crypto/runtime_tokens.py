@@ -133,3 +133,30 @@ def verify_runtime_token(keyring: Keyring, token: str, *, now: float) -> Runtime
     if grant.expires_at <= now:
         raise Unauthorized("runtime token expired")
     return grant
+
+
+class TokenVerifier:
+    """`verify_runtime_token` with a cache of verified grants, keyed by the exact token.
+
+    The token string is the credential, so a hit is as good as a verification; expiry is
+    still checked on every use, and the cache is dropped whenever the keyring changes (a
+    retired key must take effect at once)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._keyring: Keyring | None = None
+        self._grants: dict[str, RuntimeGrant] = {}
+        self._max = max_entries
+
+    def verify(self, keyring: Keyring, token: str, *, now: float) -> RuntimeGrant:
+        if keyring is not self._keyring:
+            self._keyring, self._grants = keyring, {}
+        grant = self._grants.get(token)
+        if grant is None:
+            grant = verify_runtime_token(keyring, token, now=now)
+            if len(self._grants) >= self._max:
+                self._grants.clear()
+            self._grants[token] = grant
+        elif grant.expires_at <= now:
+            del self._grants[token]
+            raise Unauthorized("runtime token expired")
+        return grant

@@ -73,10 +73,13 @@ def connector_of(ctx: Context, key: Any) -> Manifest:
     return ctx.catalog.get(key)
 
 
-async def get(ctx: Context, connection_id: str) -> tuple[Connection, int]:
+async def get(ctx: Context, connection_id: str, *, cached: bool = False) -> tuple[Connection, int]:
+    """The record and its version. `cached` reads through the hot-path cache: only for
+    callers that do not write back what they read."""
     found = None
     if records.is_connection_id(connection_id):
-        found = await records.load(ctx.store, keys.connection(connection_id), Connection)
+        load = records.load_cached if cached else records.load
+        found = await load(ctx.store, keys.connection(connection_id), Connection)
     if found is None:
         raise NotFound(f"no connection {connection_id!r}")
     return found

@@ -151,6 +151,15 @@ async def load(store: SealedStore, key: str, model: type[R]) -> tuple[R, int] | 
     return model.model_validate_json(raw), version
 
 
+async def load_cached(store: SealedStore, key: str, model: type[R]) -> tuple[R, int] | None:
+    """`load` through the read cache (hot read paths only, never before a CAS write)."""
+    found = await store.get_cached(key)
+    if found is None:
+        return None
+    raw, version = found
+    return model.model_validate_json(raw), version
+
+
 async def save(store: SealedStore, key: str, record: BaseModel, expect_version: int | None) -> int:
     return await store.put(key, record.model_dump_json().encode(), expect_version)
 

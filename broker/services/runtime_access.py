@@ -11,16 +11,19 @@ import json
 
 from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.errors import BrokerError, NotFound, NotGranted, NotOAuth, Unauthorized
-from broker.services import connections, refresh
+from broker.services import refresh
 from broker.services.context import Context
 from broker.services.records import Connection, StoredToken
+from broker.store import keys
 
 
 async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[Connection, int]:
-    try:
-        conn, version = await connections.get(ctx, grant.connection_id)
-    except NotFound:
-        raise Unauthorized("the runtime token's connection no longer exists") from None
+    # The hot path: a cache hit costs no await at all (the grant's id was checked at mint).
+    key = keys.connection(grant.connection_id)
+    found = ctx.store.peek_cached(key) or await ctx.store.get_cached(key)
+    if found is None:
+        raise Unauthorized("the runtime token's connection no longer exists")
+    conn, version = Connection.model_validate_json(found[0]), found[1]
     if conn.tenant_id != grant.tenant_id or conn.connector != grant.connector:
         raise Unauthorized("the runtime token does not match its connection")
     return conn, version
@@ -61,6 +64,14 @@ async def access_token(
             raise NotOAuth("this connection does not use OAuth")
         current = await _connection(ctx, grant)
         wanted = ctx.settings.refresh_margin if min_ttl is None else min_ttl
+        token = current[0].token
+        if (
+            not force
+            and current[0].status == "active"
+            and refresh.is_fresh(token, wanted, ctx.clock())
+        ):
+            assert token is not None
+            return token  # the hot path: nothing to refresh, nothing to await
         return await refresh.ensure_fresh(
             ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
         )

@@ -14,6 +14,7 @@ returns the new version, which is the previous version + 1 (so a created key has
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -91,3 +92,13 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Release connections and files. Idempotent."""
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A backend that can tell every process about every durable write (any replica's), which
+    is what makes an in-process read cache safe (see `broker.store.cache`)."""
+
+    async def watch_changes(self, on_change: Callable[[str | None], None]) -> None:
+        """Run until cancelled, calling `on_change(key)` after each write of a durable record
+        and `on_change(None)` whenever changes may have been missed (forget everything)."""

@@ -117,7 +117,8 @@ class RedisStore:
 
     async def _write(self, op: str, key: str, value: bytes, expect: str, ttl_ms: str) -> int:
         name = self._layout.record(key)
-        result = await self._run(op, lambda: self._put(keys=[name], args=[value, expect, ttl_ms]))
+        args: list[bytes | str] = [value, expect, ttl_ms, self._layout.changes_channel]
+        result = await self._run(op, lambda: self._put(keys=[name], args=args))
         version = int(result)
         if version == lua.CONFLICT:
             raise VersionConflict(f"{key}: expected version {expect}")
@@ -125,14 +126,10 @@ class RedisStore:
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
         name = self._layout.record(key)
-        if expect_version is None:
-            deleted = await self._run("delete", lambda: self._client.delete(name))
-            return int(deleted) > 0
-        if expect_version < 0:
+        if expect_version is not None and expect_version < 0:
             raise ValueError("expect_version must be None or >= 0")
-        result = int(
-            await self._run("delete", lambda: self._cas_delete(keys=[name], args=[expect_version]))
-        )
+        args = ["" if expect_version is None else expect_version, self._layout.changes_channel]
+        result = int(await self._run("delete", lambda: self._cas_delete(keys=[name], args=args)))
         if result == lua.CONFLICT:
             raise VersionConflict(f"{key}: expected version {expect_version}")
         return result == 1
@@ -190,6 +187,34 @@ class RedisStore:
             pipe.zrangebyscore(index, "-inf", now, start=0, num=limit, withscores=True)
         rows: list[Any] = await pipe.execute()
         return rows
+
+    async def watch_changes(self, on_change: Callable[[str | None], None]) -> None:
+        """Call `on_change(store_key)` for every durable write by any replica, until cancelled.
+        `on_change(None)` means "forget everything": sent on every (re)subscribe, since
+        messages sent while the subscription was down are lost."""
+        delay = 0.1
+        while not self._closed:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._layout.changes_channel)
+                on_change(None)
+                delay = 0.1
+                async for message in pubsub.listen():
+                    key = message.get("type") == "message" and self._layout.store_key(
+                        message["data"]
+                    )
+                    if key:
+                        on_change(key)
+            except (RedisError, OSError):
+                on_change(None)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, 5.0)
+            finally:
+                try:
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except (RedisError, OSError):
+                    pass
 
     async def ping(self) -> None:
         await self._run("ping", self._ping)

@@ -63,6 +63,8 @@ class Layout:
             raise ValueError("due_partitions must be between 1 and 1024")
         self.namespace = namespace
         self._record_prefix = f"{namespace}:"
+        self.changes_channel = f"{namespace}#changes"
+        """Pub/sub channel on which every record write announces its key (cache invalidation)."""
         self.due_keys = tuple(
             f"{namespace}#due:{{{tag}}}" for tag in partition_tags(due_partitions)
         )

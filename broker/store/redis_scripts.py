@@ -11,7 +11,9 @@ CONFLICT = -1
 """Returned by PUT and CAS_DELETE when the expected version does not match (versions are >= 0)."""
 
 # KEYS[1] record; ARGV[1] value; ARGV[2] expected version or '' (blind);
-# ARGV[3] ttl in ms or '' (no ttl). Returns the new version or CONFLICT.
+# ARGV[3] ttl in ms or '' (no ttl); ARGV[4] changes channel. Returns the new version or
+# CONFLICT. Durable records (no ttl) are announced on the channel in the same atomic step, so
+# no replica's read cache can miss a write; one-time state (ttl) is never cached or announced.
 PUT = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= cur then
@@ -23,20 +25,23 @@ if ARGV[3] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else
   redis.call('PERSIST', KEYS[1])
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
 end
 return n
 """
 
-# KEYS[1] record; ARGV[1] expected version. Returns 1 deleted, 0 absent, or CONFLICT.
+# KEYS[1] record; ARGV[1] expected version or '' (any); ARGV[2] changes channel.
+# Returns 1 deleted, 0 absent, or CONFLICT.
 CAS_DELETE = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
-if tonumber(ARGV[1]) ~= cur then
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= cur then
   return -1
 end
 if cur == 0 then
   return 0
 end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], KEYS[1])
 return 1
 """
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from broker.crypto import Keyring, needs_rewrap, open_sealed, seal
 from broker.store.base import DueItem, Entry, ScanPage, Store
+from broker.store.cache import RecordCache
 
 KeyringProvider = Callable[[], Keyring]
 
@@ -24,9 +25,12 @@ def _aad(key: str) -> bytes:
 
 
 class SealedStore:
-    def __init__(self, inner: Store, keyring: KeyringProvider) -> None:
+    def __init__(
+        self, inner: Store, keyring: KeyringProvider, cache: RecordCache | None = None
+    ) -> None:
         self._inner = inner
         self._keyring = keyring
+        self._cache = cache
 
     @property
     def inner(self) -> Store:
@@ -55,11 +59,46 @@ class SealedStore:
         sealed, version = found
         return self.open(key, sealed), version
 
+    async def get_cached(self, key: str) -> tuple[bytes, int] | None:
+        """`get` through the read cache, for the runtime hot path only: a value may be up to
+        the cache's TTL old if a change notification was lost. Read-modify-write code uses
+        `get`, which always asks the store."""
+        if self._cache is None:
+            return await self.get(key)
+        found = self._cache.get(key)
+        if found is None:
+            generation = self._cache.generation
+            found = await self._inner.get(key)
+            if found is None:
+                return None
+            self._cache.put(key, found[0], found[1], generation)
+        sealed, version = found
+        return self.open(key, sealed), version
+
+    def peek_cached(self, key: str) -> tuple[bytes, int] | None:
+        """The cached record opened, without awaiting anything (None on a miss): the
+        synchronous fast path under `get_cached`, which fills the cache."""
+        found = self._cache.get(key) if self._cache is not None else None
+        if found is None:
+            return None
+        return self.open(key, found[0]), found[1]
+
+    def _evict(self, key: str) -> None:
+        # our own write: do not wait for the change feed's echo
+        if self._cache is not None:
+            self._cache.on_change(key)
+
     async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
-        return await self._inner.put(key, self.seal(key, value), expect_version)
+        try:
+            return await self._inner.put(key, self.seal(key, value), expect_version)
+        finally:
+            self._evict(key)
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
-        return await self._inner.delete(key, expect_version)
+        try:
+            return await self._inner.delete(key, expect_version)
+        finally:
+            self._evict(key)
 
     async def put_ttl(self, key: str, value: bytes, ttl: float) -> int:
         return await self._inner.put_ttl(key, self.seal(key, value), ttl)

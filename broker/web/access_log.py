@@ -1,5 +1,6 @@
 """Access log without query strings (callbacks carry `code` and `state` in theirs) and with
-connect-session tokens masked (the path itself is a one-time credential)."""
+connect-session tokens masked (the path itself is a one-time credential). Successful runtime
+reads are not logged here: the audit log already records each one, by name and outcome."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from aiohttp.web_response import StreamResponse
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         path = request.path
+        if response.status < 400 and path.startswith("/v1/runtime/"):
+            return  # the audit log records every runtime read; a second line per read is cost
         if path.startswith("/connect/"):
             path = "/connect/<token>"
         self.logger.info(

@@ -17,6 +17,8 @@ from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.refresher import Refresher
 from broker.store import open_store
+from broker.store.base import ChangeFeed
+from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.web import middlewares
 from broker.web.routes import connect, connections, connectors, health, oauth_apps, runtime
@@ -32,12 +34,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     if settings.keyring_file is None:
         raise ConfigError("BROKER_KEYRING_FILE is not set")
     app = web.Application(
-        middlewares=[
-            middlewares.json_errors,
-            middlewares.body_limit,
-            middlewares.admin_auth,
-            middlewares.runtime_auth,
-        ],
+        middlewares=[middlewares.broker_middleware],
         client_max_size=middlewares.MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
@@ -57,12 +54,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=15, connect=5),
     )
     settings = app[SETTINGS]
-    sealed = SealedStore(store, app[KEYRING].get)
+    cache = RecordCache() if isinstance(store, ChangeFeed) else None
+    sealed = SealedStore(store, app[KEYRING].get, cache)
     audit = AuditLog(sealed, time.time, settings.audit_retention)
     ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
     app[STORE] = store
     app[CONTEXT] = ctx
     tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
+    if cache is not None:
+        assert isinstance(store, ChangeFeed)
+        tasks.append(asyncio.create_task(store.watch_changes(cache.on_change), name="changes"))
     if settings.refresher:
         tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
     try:

@@ -1,4 +1,4 @@
-"""Cross-cutting request handling: JSON errors and authentication by path."""
+"""Cross-cutting request handling: body limit, authentication by path, JSON errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from broker.crypto.runtime_tokens import verify_runtime_token
+from broker.crypto.runtime_tokens import TokenVerifier
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
 from broker.web.state import GRANT, KEYRING, SETTINGS
 
@@ -31,10 +31,12 @@ def error_body(code: str, message: str, status: int) -> web.Response:
 
 
 @web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure leaves as `{"error", "message"}`; unexpected ones say nothing more
-    (an exception's text may hold a value we must not echo)."""
+async def broker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one middleware (each layer costs every request, the runtime hot path included):
+    `guard` the request, then turn every failure into `{"error", "message"}`. Unexpected
+    errors say nothing more (an exception's text may hold a value we must not echo)."""
     try:
+        guard(request)
         return await handler(request)
     except BrokerError as exc:
         return error_body(exc.code, str(exc), exc.status)
@@ -52,35 +54,38 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 MAX_BODY_BYTES = 256 * 1024
+VERIFIER = TokenVerifier()
 
 
-@web.middleware
-async def body_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse a declared oversized body before any handler runs; a chunked one is still capped
-    when read (`client_max_size`)."""
+def guard(request: web.Request) -> None:
+    """Body limit and authentication, before any handler runs. Authentication is decided by
+    path, so a new route cannot forget its check: /v1/runtime/* takes a runtime token
+    (verified without a store round trip), every other /v1/* route an admin token.
+
+    A declared oversized body is refused here; a chunked one is capped when read
+    (`client_max_size`)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    return await handler(request)
+    path = request.path
+    if path.startswith("/v1/"):
+        if path.startswith("/v1/runtime/"):
+            keyring = request.app[KEYRING].current
+            request[GRANT] = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
+        else:
+            _check_admin(request)
 
 
 def is_admin_path(path: str) -> bool:
     return path.startswith("/v1/") and not path.startswith("/v1/runtime/")
 
 
-@web.middleware
-async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /v1 route except the runtime ones takes an admin bearer token. Deciding by path
-    means a new admin route cannot forget its check."""
-    if is_admin_path(request.path):
-        presented = bearer_token(request)
-        tokens = request.app[SETTINGS].admin_token
-        # compare against every token so timing does not tell which one (or how many) matched
-        matches = [
-            hmac.compare_digest(presented.encode(), t.get_secret_value().encode()) for t in tokens
-        ]
-        if not any(matches):
-            raise Unauthorized("invalid admin token")
-    return await handler(request)
+def _check_admin(request: web.Request) -> None:
+    presented = bearer_token(request).encode()
+    tokens = request.app[SETTINGS].admin_token
+    # compare against every token so timing does not tell which one (or how many) matched
+    matches = [hmac.compare_digest(presented, t.get_secret_value().encode()) for t in tokens]
+    if not any(matches):
+        raise Unauthorized("invalid admin token")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -89,12 +94,3 @@ def bearer_token(request: web.Request) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
     return token.strip()
-
-
-@web.middleware
-async def runtime_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """/v1/runtime routes take a runtime token, verified without a store round trip."""
-    if request.path.startswith("/v1/runtime/"):
-        keyring = request.app[KEYRING].current
-        request[GRANT] = verify_runtime_token(keyring, bearer_token(request), now=time.time())
-    return await handler(request)

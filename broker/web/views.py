@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +15,10 @@ from broker.settings_schema import REDACTED
 
 
 def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC with seconds, e.g. 2026-11-24T07:00:00Z."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
