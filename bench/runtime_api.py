@@ -246,7 +246,8 @@ async def run(duration: int, connections: int) -> None:
         print("|---|--:|--:|--:|--:|--:|")
         for name, r in results.items():
             print(
-                f"| {name} | {r['rps']:,.0f} | {r['rps'] / bare:.2f} | {r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} |"
+                f"| {name} | {r['rps']:,.0f} | {r['rps'] / bare:.2f} "
+                f"| {r['p50']:.2f} | {r['p90']:.2f} | {r['p99']:.2f} |"
             )
     finally:
         for proc in procs:
