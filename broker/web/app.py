@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 
@@ -23,6 +26,8 @@ from broker.store.sealed import SealedStore
 from broker.web import middlewares
 from broker.web.routes import connect, connections, connectors, health, oauth_apps, runtime
 from broker.web.state import CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
+
+log = logging.getLogger("broker")
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.Application:
@@ -46,6 +51,35 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     return app
 
 
+KEYRING_POLL = 2.0
+
+
+def reload_keyring(holder: KeyringFile) -> None:
+    """Swap in the keyring file's current contents; a broken file keeps the old keyring
+    (and is reported on /readyz) rather than stopping a serving broker."""
+    try:
+        keyring = holder.reload()
+    except ConfigError as exc:
+        log.error("keyring reload failed, still using the previous keyring: %s", exc)
+        return
+    log.info("keyring reloaded: primary %s, keys %s", keyring.primary, ", ".join(keyring.ids))
+
+
+async def _watch_keyring(holder: KeyringFile) -> None:
+    # `broker keys add|promote|retire` rewrite the file atomically; every replica with the
+    # file mounted follows within a couple of seconds, no signal needed
+    while True:
+        await asyncio.sleep(KEYRING_POLL)
+        if holder.changed():
+            reload_keyring(holder)
+
+
+def _reload_on_sighup(holder: KeyringFile) -> None:
+    # outside the main thread (embedded use) there are no signals: the file watch still applies
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_keyring, holder)
+
+
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     store = await open_store(app[SETTINGS].store)
     http = aiohttp.ClientSession(
@@ -66,6 +100,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(store.watch_changes(cache.on_change), name="changes"))
     if settings.refresher:
         tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
+    tasks.append(asyncio.create_task(_watch_keyring(app[KEYRING]), name="keyring-watch"))
+    _reload_on_sighup(app[KEYRING])
     try:
         yield
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.errors import StoreUnavailable
-from broker.web.state import STORE
+from broker.web.state import KEYRING, STORE
 
 routes = web.RouteTableDef()
 
@@ -23,4 +23,10 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response(
             {"status": "unavailable", "error": exc.code, "message": str(exc)}, status=503
         )
-    return web.json_response({"status": "ready", "store": "ok"})
+    holder = request.app[KEYRING]
+    keyring = {
+        "primary": holder.current.primary,
+        "keys": holder.current.ids,
+        "reload_error": holder.last_error,
+    }
+    return web.json_response({"status": "ready", "store": "ok", "keyring": keyring})
