@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     refresher: bool = True
     """Run the proactive background refresher in this process."""
     audit_retention: int = Field(default=30 * 86_400, ge=60)
+    settings_history: int = Field(default=5, ge=0, le=100)
+    """Earlier settings versions kept per connection (for rollback)."""
+    settings_history_ttl: int = Field(default=30 * 86_400, ge=0)
+    """Seconds an earlier settings version is kept after it was replaced (0: no limit)."""
+    webhook_secret_grace: int = Field(default=86_400, ge=0)
+    """Seconds a replaced webhook signing secret still verifies (providers roll slowly)."""
     webhook_base_url: str = ""
     events_url: str | None = None
     events_secret: SecretStr | None = None

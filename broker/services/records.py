@@ -80,6 +80,7 @@ class SettingsVersion(_Record):
     settings: dict[str, Any] = {}
     secrets: dict[str, str] = {}
     created_at: float
+    replaced_at: float | None = None
 
 
 class Connection(_Record):
@@ -92,6 +93,8 @@ class Connection(_Record):
     secrets: dict[str, str] = {}
     """Current secret settings (`x-secret`), sealed with the rest of the record."""
     settings_version: int = 1
+    settings_since: float | None = None
+    """When the current settings version became current (None: since creation)."""
     history: list[SettingsVersion] = []
     """Earlier settings versions, newest first (rotation rollback)."""
     token: StoredToken | None = None

@@ -228,3 +228,65 @@ async def test_patch_settings_is_tested_before_it_replaces(
     assert missing.status == 404
     for file in tmp_path.glob("broker.db*"):
         assert new_key.encode() not in file.read_bytes()
+
+
+async def test_versions_and_rollback(api: Client) -> None:
+    created = await (await api.post("/v1/connections", json=stripe(), headers=admin())).json()
+    base = f"/v1/connections/{created['id']}/settings"
+    for i in range(3):
+        resp = await api.patch(
+            base, json={"settings": {"api_key": f"sk_test_CANARY_v{i + 2}"}}, headers=admin()
+        )
+        assert resp.status == 200
+    versions = (await (await api.get(f"{base}/versions", headers=admin())).json())["versions"]
+    assert [v["version"] for v in versions] == [4, 3, 2, 1]
+    assert versions[0]["current"] and not versions[1]["current"]
+    assert versions[1]["names"] == ["api_key", "webhook_secret"]
+    assert CANARY not in str(versions)
+
+    back = await api.post(f"{base}/rollback", json={"version": 1}, headers=admin())
+    assert back.status == 200
+    assert (await back.json())["settings_version"] == 5
+    minted = await (
+        await api.post("/v1/runtime-tokens", json={"connection_id": created["id"]}, headers=admin())
+    ).json()
+    read = await api.get(
+        "/v1/runtime/secrets/api_key", headers={"Authorization": f"Bearer {minted['token']}"}
+    )
+    assert await read.json() == {"name": "api_key", "value": CANARY, "version": 5}
+
+    for body, status in (
+        ({"version": 99}, 404),
+        ({"version": "1"}, 400),
+        ({}, 400),
+        ({"version": True}, 400),
+    ):
+        resp = await api.post(f"{base}/rollback", json=body, headers=admin())
+        assert resp.status == status, body
+    audit = await (
+        await api.get(
+            f"/v1/audit?tenant_id=tenant-a&connection_id={created['id']}", headers=admin()
+        )
+    ).json()
+    actions = {(e["action"], e["outcome"]) for e in audit["entries"]}
+    assert {("settings.change", "ok"), ("settings.rollback", "ok")} <= actions
+
+
+async def test_history_is_bounded(
+    make_settings: Callable[..., Settings], runtime: tuple[FakeRuntime, str]
+) -> None:
+    settings = make_settings(runtime_url=runtime[1], settings_history=2)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        created = await (
+            await client.post("/v1/connections", json=stripe(), headers=admin())
+        ).json()
+        for i in range(4):
+            await client.patch(
+                f"/v1/connections/{created['id']}/settings",
+                json={"settings": {"api_key": f"sk_test_CANARY_{i}"}},
+                headers=admin(),
+            )
+        versions = await (
+            await client.get(f"/v1/connections/{created['id']}/settings/versions", headers=admin())
+        ).json()
+        assert [v["version"] for v in versions["versions"]] == [5, 4, 3]

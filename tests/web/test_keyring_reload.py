@@ -30,7 +30,11 @@ async def wait_for_primary(client: Client, primary: str) -> dict[str, Any]:
 
 
 async def test_the_keyring_file_is_followed(client: Client, keyring_file: Path) -> None:
-    assert (await ready(client))["keyring"] == {"primary": "k1", "keys": ["k1"], "reload_error": None}
+    assert (await ready(client))["keyring"] == {
+        "primary": "k1",
+        "keys": ["k1"],
+        "reload_error": None,
+    }
     save_keyring(keyring_file, Keyring.load(keyring_file).with_key("k2").promoted("k2"))
     body = await wait_for_primary(client, "k2")
     assert body["keyring"]["keys"] == ["k1", "k2"]

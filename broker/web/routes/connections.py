@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker.errors import InvalidRequest
-from broker.services import connections
+from broker.services import connections, settings_versions
 from broker.web.state import CONTEXT
-from broker.web.views import connection_view, read_json
+from broker.web.views import connection_view, iso, read_json
 
 routes = web.RouteTableDef()
 
@@ -59,7 +59,30 @@ async def change_settings(request: web.Request) -> web.Response:
     body = await read_json(request)
     if set(body) != {"settings"}:
         raise InvalidRequest('the body must be {"settings": {...}}')
-    conn = await connections.change_settings(
+    conn = await settings_versions.change(
         ctx, request.match_info["connection_id"], body["settings"]
+    )
+    return web.json_response(connection_view(ctx, conn))
+
+
+@routes.get("/v1/connections/{connection_id}/settings/versions")
+async def list_settings_versions(request: web.Request) -> web.Response:
+    conn, _ = await connections.get(request.app[CONTEXT], request.match_info["connection_id"])
+    kept = settings_versions.versions(conn)
+    for item in kept:
+        item["created_at"] = iso(item["created_at"])
+        if "replaced_at" in item:
+            item["replaced_at"] = iso(item["replaced_at"])
+    return web.json_response({"versions": kept})
+
+
+@routes.post("/v1/connections/{connection_id}/settings/rollback")
+async def rollback_settings(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    body = await read_json(request)
+    if set(body) != {"version"}:
+        raise InvalidRequest('the body must be {"version": <number>}')
+    conn = await settings_versions.rollback(
+        ctx, request.match_info["connection_id"], body["version"]
     )
     return web.json_response(connection_view(ctx, conn))

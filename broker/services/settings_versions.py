@@ -1,0 +1,159 @@
+"""Versioned connection settings: change (tested first), list, roll back.
+
+Every change makes a new current version; the one it replaces joins the history, sealed in
+the same record like everything else, and leaves it after `BROKER_SETTINGS_HISTORY` newer
+versions or `BROKER_SETTINGS_HISTORY_TTL` seconds. A rollback is a change too: the old values
+come back as a new version (numbers only go up), tested like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker import settings_schema
+from broker.errors import InvalidRequest, NotFound, VersionConflict
+from broker.services import connections, records
+from broker.services.context import Context
+from broker.services.records import Connection, SettingsVersion
+from broker.services.runtime_check import test_settings
+from broker.store import keys
+
+
+async def change(
+    ctx: Context, connection_id: str, changes: Any, *, actor: str = "admin"
+) -> Connection:
+    """Merge `changes` into the current settings (`null` removes one), validate, test with the
+    runtime, and only then make the result current."""
+    if not isinstance(changes, dict) or not changes:
+        raise InvalidRequest("settings must be a non-empty JSON object")
+    connection, version = await connections.get(ctx, connection_id)
+    merged = {**connections.merged_settings(connection), **changes}
+    merged = {k: v for k, v in merged.items() if v is not None}
+    return await _replace(
+        ctx,
+        connection,
+        version,
+        merged,
+        action="settings.change",
+        actor=actor,
+        names=sorted(changes),
+    )
+
+
+async def rollback(
+    ctx: Context, connection_id: str, to_version: Any, *, actor: str = "admin"
+) -> Connection:
+    if not isinstance(to_version, int) or isinstance(to_version, bool):
+        raise InvalidRequest("version must be an integer")
+    connection, version = await connections.get(ctx, connection_id)
+    old = next((v for v in connection.history if v.version == to_version), None)
+    if old is None:
+        raise NotFound(
+            f"settings version {to_version} of {connection_id} is not kept (or never existed)"
+        )
+    return await _replace(
+        ctx,
+        connection,
+        version,
+        {**old.settings, **old.secrets},
+        action="settings.rollback",
+        actor=actor,
+        names=[f"v{to_version}"],
+    )
+
+
+def versions(connection: Connection) -> list[dict[str, Any]]:
+    """Every kept version, newest first: numbers, times and setting names, never values."""
+    current = [
+        {
+            "version": connection.settings_version,
+            "current": True,
+            "created_at": connection.updated_at,
+            "names": sorted({*connection.settings, *connection.secrets}),
+        }
+    ]
+    return current + [
+        {
+            "version": v.version,
+            "current": False,
+            "created_at": v.created_at,
+            "replaced_at": v.replaced_at,
+            "names": sorted({*v.settings, *v.secrets}),
+        }
+        for v in connection.history
+    ]
+
+
+async def _replace(
+    ctx: Context,
+    connection: Connection,
+    version: int,
+    settings: dict[str, Any],
+    *,
+    action: str,
+    actor: str,
+    names: list[str],
+) -> Connection:
+    manifest = ctx.catalog.get(connection.connector)
+    schema = manifest.settings_schema
+    outcome = "ok"
+    try:
+        settings_schema.validate_settings(schema, settings)
+        public, secret = settings_schema.split(schema, settings)
+        await test_settings(ctx, manifest, connection.tenant_id, settings, list(secret.values()))
+        now = ctx.clock()
+        replaced = SettingsVersion(
+            version=connection.settings_version,
+            settings=connection.settings,
+            secrets=connection.secrets,
+            created_at=connection.settings_since or connection.created_at,
+            replaced_at=now,
+        )
+        updated = connection.model_copy(
+            update={
+                "settings": public,
+                "secrets": secret,
+                "settings_version": connection.settings_version + 1,
+                "settings_since": now,
+                "history": prune(ctx, [replaced, *connection.history], now),
+                "updated_at": now,
+            }
+        )
+        try:
+            await records.save(ctx.store, keys.connection(connection.id), updated, version)
+        except VersionConflict:
+            raise VersionConflict(
+                "the connection changed while its settings were tested; retry"
+            ) from None
+        return updated
+    except Exception as exc:
+        outcome = getattr(exc, "code", "error")
+        raise
+    finally:
+        ctx.audit.record(
+            actor=actor,
+            action=action,
+            tenant_id=connection.tenant_id,
+            connection_id=connection.id,
+            name=",".join(names)[:256],
+            outcome=outcome,
+        )
+
+
+def prune(ctx: Context, history: list[SettingsVersion], now: float) -> list[SettingsVersion]:
+    keep, ttl = ctx.settings.settings_history, ctx.settings.settings_history_ttl
+    kept = [v for v in history if ttl == 0 or v.replaced_at is None or now - v.replaced_at <= ttl]
+    return kept[:keep]
+
+
+def secret_values_within(connection: Connection, name: str, grace: float, now: float) -> list[str]:
+    """The current value of secret setting `name`, then earlier values replaced less than
+    `grace` seconds ago (a provider rolling its signing secret signs with both for a while)."""
+    values = [connection.secrets[name]] if name in connection.secrets else []
+    for old in connection.history:
+        if old.replaced_at is None or now - old.replaced_at > grace:
+            break
+        value = old.secrets.get(name)
+        if value and value not in values:
+            values.append(value)
+    return values
