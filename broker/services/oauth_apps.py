@@ -40,8 +40,29 @@ async def put(ctx: Context, credential_key: str, body: dict[str, Any]) -> OAuthA
         raise InvalidRequest("client_id is required")
     if body.get("private_key") is not None:
         _check_private_key(body["private_key"])
-    app = OAuthApp(credential_key=credential_key, updated_at=ctx.clock(), **body)
-    await records.save(ctx.store, keys.oauth_app(credential_key, tenant_id), app, None)
+    key = keys.oauth_app(credential_key, tenant_id)
+    now = ctx.clock()
+    # Keep the secret being replaced for a grace period: providers that sign webhooks with
+    # the client secret (Shopify) keep signing with the old one for a while. Flows already
+    # under way need nothing: they read the app when they reach the token endpoint.
+    found = await records.load(ctx.store, key, OAuthApp)
+    previous, rotated_at = None, None
+    if found is not None:
+        old = found[0]
+        previous, rotated_at = old.previous_client_secret, old.secret_rotated_at
+        if old.client_secret and old.client_secret != body.get("client_secret"):
+            previous, rotated_at = old.client_secret, now
+    app = OAuthApp(
+        credential_key=credential_key,
+        updated_at=now,
+        previous_client_secret=previous,
+        secret_rotated_at=rotated_at,
+        **body,
+    )
+    await records.save(ctx.store, key, app, None if found is None else found[1])
+    ctx.audit.record(
+        actor="admin", action="oauth_app.put", tenant_id=tenant_id or "*", name=credential_key
+    )
     return app
 
 
@@ -74,6 +95,18 @@ def client_auth(app: OAuthApp, config: OAuthConfig) -> oauth.ClientAuth:
         private_key_pem=app.private_key,
         key_id=app.key_id,
     )
+
+
+def client_secrets_within(app: OAuthApp, grace: float, now: float) -> list[str]:
+    """The current client secret, then the replaced one while within `grace` seconds."""
+    secrets = [app.client_secret] if app.client_secret else []
+    if (
+        app.previous_client_secret
+        and app.secret_rotated_at
+        and now - app.secret_rotated_at <= grace
+    ):
+        secrets.append(app.previous_client_secret)
+    return secrets
 
 
 def redacted(app: OAuthApp) -> dict[str, Any]:

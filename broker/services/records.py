@@ -110,6 +110,9 @@ class OAuthApp(_Record):
     client_secret: str | None = None
     private_key: str | None = None
     key_id: str | None = None
+    previous_client_secret: str | None = None
+    """The secret this one replaced, kept for webhook verification during a roll."""
+    secret_rotated_at: float | None = None
     updated_at: float
 
 

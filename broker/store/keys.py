@@ -46,6 +46,10 @@ def tenant_connections(tenant_id: str) -> str:
     return _tagged(f"tenant_{tenant_id}", "connections")
 
 
+def webhook_delivery(connection_id: str, delivery_digest: str) -> str:
+    return _tagged(connection_id, f"delivery:{delivery_digest}")
+
+
 def audit_batch(tenant_id: str, suffix: str) -> str:
     return _tagged(f"audit_{tenant_id}", suffix)
 

@@ -24,7 +24,15 @@ from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.web import middlewares
-from broker.web.routes import connect, connections, connectors, health, oauth_apps, runtime
+from broker.web.routes import (
+    connect,
+    connections,
+    connectors,
+    health,
+    oauth_apps,
+    runtime,
+    webhooks,
+)
 from broker.web.state import CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 log = logging.getLogger("broker")
@@ -46,7 +54,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
-    for module in (health, connectors, connections, oauth_apps, connect, runtime):
+    for module in (health, connectors, connections, oauth_apps, connect, runtime, webhooks):
         app.add_routes(module.routes)
     return app
 

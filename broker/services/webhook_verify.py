@@ -1,0 +1,81 @@
+"""Webhook signature verification as a service: the signing secret never leaves the broker.
+
+The platform forwards the provider's raw body and headers; the scheme comes from the
+manifest's `webhooks.auth` and the secret from the connection (or, for providers that sign
+with the OAuth app's secret, from the app). During a secret roll the replaced secret keeps
+verifying for `BROKER_WEBHOOK_SECRET_GRACE` seconds. A delivery seen before within the
+tolerance window is a replay: its id is claimed once, atomically, with an expiring lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from broker import webhooks
+from broker.errors import Conflict, InvalidRequest
+from broker.services import connections, oauth_apps
+from broker.services.context import Context
+from broker.services.settings_versions import secret_values_within
+from broker.store import keys
+
+TOLERANCE = webhooks.DEFAULT_TOLERANCE
+
+
+class Replayed(Conflict):
+    code = "replayed"
+
+
+class SecretUnset(InvalidRequest):
+    code = "webhook_secret_unset"
+
+
+async def verify(
+    ctx: Context, connection_id: str, body: bytes, headers: Mapping[str, str]
+) -> webhooks.Verified:
+    connection, _ = await connections.get(ctx, connection_id)
+    manifest = ctx.catalog.get(connection.connector)
+    if manifest.webhooks is None:
+        raise InvalidRequest(f"{manifest.key} declares no webhooks")
+    now = ctx.clock()
+    grace = ctx.settings.webhook_secret_grace
+    name = manifest.webhooks.secret
+    outcome = "ok"
+    try:
+        if name == "client_secret":
+            assert manifest.connection.oauth is not None  # manifest checks guarantee it
+            app = await oauth_apps.resolve(
+                ctx, manifest.connection.oauth.client.credential_key, connection.tenant_id
+            )
+            secrets = oauth_apps.client_secrets_within(app, grace, now)
+        else:
+            secrets = secret_values_within(connection, name, grace, now)
+        if not secrets:
+            raise SecretUnset(f"the webhook signing secret {name!r} is not set on {connection.id}")
+        verified = webhooks.verify(
+            manifest.webhooks.auth,
+            body=body,
+            headers=headers,
+            secrets=secrets,
+            now=now,
+            tolerance=TOLERANCE,
+        )
+        digest = hashlib.sha256(verified.delivery_id.encode()).hexdigest()[:40]
+        claimed = await ctx.store.acquire(
+            keys.webhook_delivery(connection.id, digest), 2 * TOLERANCE + 60
+        )
+        if claimed is None:
+            raise Replayed("this delivery was verified before (replay)")
+        return verified
+    except Exception as exc:
+        outcome = getattr(exc, "code", "error")
+        raise
+    finally:
+        ctx.audit.record(
+            actor="admin",
+            action="webhook.verify",
+            tenant_id=connection.tenant_id,
+            connection_id=connection.id,
+            name=manifest.webhooks.auth,
+            outcome=outcome,
+        )
