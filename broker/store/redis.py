@@ -29,6 +29,7 @@ from broker.store.redis_layout import DUE_PARTITIONS, Layout
 from broker.store.redis_scan import scan_page
 
 T = TypeVar("T")
+RESERVED_CONNECTIONS = 4
 
 
 def _ms(ttl: float) -> int:
@@ -80,7 +81,9 @@ class RedisStore:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         layout = Layout(namespace, due_partitions)
-        connected = connect(url, timeout, max_connections)
+        # the pool has room beyond the calls in flight for the long-lived change-feed
+        # subscription, so a burst of calls can never starve it (or be refused for it)
+        connected = connect(url, timeout, max_connections + RESERVED_CONNECTIONS)
         store = cls(connected.client, connected.close, layout, timeout, max_connections)
         try:
             await store.ping()
