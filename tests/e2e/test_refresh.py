@@ -386,3 +386,26 @@ async def test_proactive_refresher(
         )  # served without waiting on the provider
         assert await userinfo(oidc, later["access_token"]) == 200
         assert oidc.stats()["token_errors"] == {}
+
+
+async def test_the_sdk_against_the_real_broker(api: aiohttp.ClientSession, oidc: OidcPeer) -> None:
+    """broker.runtime as connector code uses it, end to end."""
+    from broker.runtime import BrokerClient, NotGranted, NotOAuth
+
+    _, runtime = await connected(api)
+    async with BrokerClient(BROKER_URL, runtime) as client:
+        token = await client.oauth.access_token()
+        assert await userinfo(oidc, token) == 200
+        refreshed = await client.oauth.refresh()
+        assert refreshed.access_token != token
+        assert await userinfo(oidc, refreshed.access_token) == 200
+        with pytest.raises(NotGranted):
+            await client.secrets.get("api_key")
+    resp = await api.post("/v1/connections", headers=admin(), json={
+        "tenant_id": "tenant-s", "connector": "stripe", "settings": {"api_key": "sk_test_SDK"},
+    })
+    minted = await api.post("/v1/runtime-tokens", headers=admin(), json={"connection_id": (await resp.json())["id"]})
+    async with BrokerClient(BROKER_URL, (await minted.json())["token"]) as client:
+        assert await client.secrets.get("api_key") == "sk_test_SDK"
+        with pytest.raises(NotOAuth):
+            await client.oauth.access_token()
