@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     connectors.add_parser("list", help="list loaded connectors").set_defaults(run=_connectors_list)
 
+    tokens = sub.add_parser("admin-token", help="admin tokens").add_subparsers(metavar="ACTION")
+    tokens.add_parser(
+        "new", help="print a new admin token and the line for BROKER_ADMIN_TOKEN_FILE"
+    ).set_defaults(run=_admin_token_new)
+    tokens.add_parser(
+        "hash", help="read a token on stdin, print its BROKER_ADMIN_TOKEN_FILE line"
+    ).set_defaults(run=_admin_token_hash)
+
     from broker.keys_cli import add_keys_commands
 
     add_keys_commands(sub)
@@ -139,6 +147,24 @@ def _dev_credentials(settings: Settings) -> dict[str, Any]:
         found["admin_token"] = token
     print(f"broker (dev): keyring {keyring_file}\nbroker (dev): admin token {token}", flush=True)
     return found
+
+
+def _admin_token_new(args: argparse.Namespace) -> int:
+    from broker.crypto.admin_tokens import hash_line, new_token
+
+    token = new_token()
+    print(f"token: {token}\nfile line: {hash_line(token)}")
+    return 0
+
+
+def _admin_token_hash(args: argparse.Namespace) -> int:
+    from broker.crypto.admin_tokens import hash_line
+
+    token = sys.stdin.readline().strip()
+    if len(token) < 16:
+        raise ConfigError("an admin token needs at least 16 characters")
+    print(hash_line(token))
+    return 0
 
 
 def _manifest_validate(args: argparse.Namespace) -> int:

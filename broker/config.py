@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     store: str = "sqlite:///./broker-data/broker.db"
     keyring_file: Path | None = None
     admin_token: Annotated[list[SecretStr], NoDecode] = []
+    admin_token_file: Path | None = None
+    """File of admin token hashes (`sha256:<hex>` per line), followed while serving."""
     public_url: str = ""
     allowed_return_origins: Annotated[list[str], NoDecode] = []
     connectors_dirs: Annotated[list[Path], NoDecode] = []
@@ -124,8 +126,10 @@ class Settings(BaseSettings):
             )
         elif not self.keyring_file.is_file():
             problems.append(f"BROKER_KEYRING_FILE: {self.keyring_file} does not exist")
-        if not self.admin_token:
-            problems.append("BROKER_ADMIN_TOKEN: not set")
+        if not self.admin_token and self.admin_token_file is None:
+            problems.append("BROKER_ADMIN_TOKEN: not set (nor BROKER_ADMIN_TOKEN_FILE)")
+        if self.admin_token_file is not None and not self.admin_token_file.is_file():
+            problems.append(f"BROKER_ADMIN_TOKEN_FILE: {self.admin_token_file} does not exist")
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 

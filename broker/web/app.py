@@ -15,6 +15,7 @@ from aiohttp import web
 from broker.catalog import Catalog, load_catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
+from broker.crypto.admin_tokens import AdminTokens
 from broker.errors import ConfigError
 from broker.services.audit import AuditLog
 from broker.services.context import Context
@@ -33,7 +34,7 @@ from broker.web.routes import (
     runtime,
     webhooks,
 )
-from broker.web.state import CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
+from broker.web.state import ADMIN_TOKENS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 log = logging.getLogger("broker")
 
@@ -52,6 +53,9 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     )
     app[SETTINGS] = settings
     app[KEYRING] = KeyringFile(settings.keyring_file)
+    app[ADMIN_TOKENS] = AdminTokens(
+        [t.get_secret_value() for t in settings.admin_token], settings.admin_token_file
+    )
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
     for module in (health, connectors, connections, oauth_apps, connect, runtime, webhooks):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 
@@ -11,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from broker.crypto.runtime_tokens import TokenVerifier
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
-from broker.web.state import GRANT, KEYRING, SETTINGS
+from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
 
 log = logging.getLogger("broker.web")
 
@@ -80,11 +79,7 @@ def is_admin_path(path: str) -> bool:
 
 
 def _check_admin(request: web.Request) -> None:
-    presented = bearer_token(request).encode()
-    tokens = request.app[SETTINGS].admin_token
-    # compare against every token so timing does not tell which one (or how many) matched
-    matches = [hmac.compare_digest(presented, t.get_secret_value().encode()) for t in tokens]
-    if not any(matches):
+    if not request.app[ADMIN_TOKENS].check(bearer_token(request)):
         raise Unauthorized("invalid admin token")
 
 

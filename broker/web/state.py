@@ -7,6 +7,7 @@ from aiohttp import web
 from broker.catalog import Catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
+from broker.crypto.admin_tokens import AdminTokens
 from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.services.context import Context
 from broker.store.base import Store
@@ -14,6 +15,7 @@ from broker.store.base import Store
 SETTINGS = web.AppKey("settings", Settings)
 CATALOG = web.AppKey("catalog", Catalog)
 KEYRING = web.AppKey("keyring", KeyringFile)
+ADMIN_TOKENS = web.AppKey("admin_tokens", AdminTokens)
 STORE = web.AppKey("store", Store)
 """The raw backend (readiness checks); services use the sealed store in CONTEXT."""
 CONTEXT = web.AppKey("context", Context)

@@ -401,10 +401,18 @@ async def test_the_sdk_against_the_real_broker(api: aiohttp.ClientSession, oidc:
         assert await userinfo(oidc, refreshed.access_token) == 200
         with pytest.raises(NotGranted):
             await client.secrets.get("api_key")
-    resp = await api.post("/v1/connections", headers=admin(), json={
-        "tenant_id": "tenant-s", "connector": "stripe", "settings": {"api_key": "sk_test_SDK"},
-    })
-    minted = await api.post("/v1/runtime-tokens", headers=admin(), json={"connection_id": (await resp.json())["id"]})
+    resp = await api.post(
+        "/v1/connections",
+        headers=admin(),
+        json={
+            "tenant_id": "tenant-s",
+            "connector": "stripe",
+            "settings": {"api_key": "sk_test_SDK"},
+        },
+    )
+    minted = await api.post(
+        "/v1/runtime-tokens", headers=admin(), json={"connection_id": (await resp.json())["id"]}
+    )
     async with BrokerClient(BROKER_URL, (await minted.json())["token"]) as client:
         assert await client.secrets.get("api_key") == "sk_test_SDK"
         with pytest.raises(NotOAuth):
