@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import secrets
 import sys
@@ -99,6 +100,10 @@ def _serve(args: argparse.Namespace) -> int:
         f"http://{settings.host}:{settings.port} (store {_store_label(settings)})",
         flush=True,
     )
+    # Everything built so far (catalog, models, modules) lives as long as the process: keep
+    # it out of the cyclic collector's way, which otherwise rescans it on every full pass.
+    gc.collect()
+    gc.freeze()
     web.run_app(
         app,
         loop=_event_loop(),

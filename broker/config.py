@@ -6,6 +6,8 @@ can refuse to start with a message an operator can act on. Lists are comma-separ
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -15,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from broker.errors import ConfigError
 
+WHSEC_PREFIX = "whsec_"
+MIN_EVENTS_SECRET_BYTES = 16
 STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "redis+sentinel")
 MIN_ADMIN_TOKEN_LENGTH = 16
 
@@ -23,6 +27,19 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def events_signing_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: `whsec_<base64>`, or bare base64 as the
+    spec's libraries take it too (so a receiver verifying with the same string agrees)."""
+    encoded = secret.removeprefix(WHSEC_PREFIX)
+    encoded += "=" * (-len(encoded) % 4)  # the libraries accept unpadded base64
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "must be whsec_<base64> (or bare base64), as Standard Webhooks receivers expect"
+        ) from None
 
 
 def origin_of(url: str) -> str:
@@ -61,7 +78,19 @@ class Settings(BaseSettings):
     """Seconds a replaced webhook signing secret still verifies (providers roll slowly)."""
     webhook_base_url: str = ""
     events_url: str | None = None
+    """Where events are pushed (POST, Standard Webhooks signatures); unset: pull only."""
     events_secret: SecretStr | None = None
+    """`whsec_<base64>` signing secret for pushed events; required with `events_url`."""
+    events_retention: int = Field(default=7 * 86_400, ge=60)
+    """Seconds an event stays in the log (GET /v1/events, and push retries)."""
+    events_worker: bool = True
+    """Run the event worker (outbox recovery and push delivery) in this process."""
+    events_retry_base: float = Field(default=1.0, gt=0, le=3600)
+    """First push retry delay in seconds; it doubles per failed attempt."""
+    events_retry_max: float = Field(default=300.0, gt=0, le=86_400)
+    events_pull_delay: float = Field(default=2.0, ge=0, le=300)
+    """GET /v1/events lists an event only once it is this many seconds old, so an event
+    still on its way into the log cannot land behind a consumer's cursor."""
     dev: bool = False
     """Set by `broker serve --dev`: local keyring and admin token under ./broker-data."""
 
@@ -87,6 +116,15 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError("must be an http:// or https:// URL")
             return value.rstrip("/")
+        return value
+
+    @field_validator("events_secret")
+    @classmethod
+    def _events_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            key = events_signing_key(value.get_secret_value())
+            if len(key) < MIN_EVENTS_SECRET_BYTES:
+                raise ValueError(f"the key must be at least {MIN_EVENTS_SECRET_BYTES} bytes")
         return value
 
     @field_validator("allowed_return_origins")
@@ -115,6 +153,8 @@ class Settings(BaseSettings):
             object.__setattr__(self, "webhook_base_url", public)
         if not self.allowed_return_origins:
             object.__setattr__(self, "allowed_return_origins", [origin_of(public)])
+        if self.events_url and self.events_secret is None:
+            raise ValueError("BROKER_EVENTS_URL needs BROKER_EVENTS_SECRET (events are signed)")
         return self
 
     def require_runnable(self) -> None:

@@ -1,22 +1,34 @@
-"""`broker keys ...`: the operator's side of the keyring lifecycle (add, promote, status).
+"""`broker keys ...`: the operator's side of the keyring lifecycle (DESIGN section 4):
+generate, add, promote, rewrap, status, retire.
 
 Every command that changes the keyring rewrites the file atomically; a running broker picks
 the change up on SIGHUP. Key material is only ever printed by `generate`, which writes a
-fresh keyring meant for a file.
+fresh keyring meant for a file. The rewrap engine itself is `broker.services.rotation`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections import Counter
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from broker.config import load_settings
-from broker.crypto import Keyring, key_id_of, save_keyring
-from broker.errors import ConfigError, CryptoError
+from broker.crypto import Keyring, save_keyring
+from broker.errors import ConfigError
+from broker.services.rotation import (
+    DEFAULT_BATCH,
+    Progress,
+    ProgressCallback,
+    RewrapSummary,
+    count_by_key,
+    rewrap,
+)
+from broker.store.sealed import SealedStore
 
-ALL_RECORDS = "{"  # every store key starts with a hash tag (broker.store.keys)
+T = TypeVar("T")
 
 
 def add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +52,31 @@ def add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     status = keys.add_parser("status", help="the keyring and how many records each key seals")
     status.set_defaults(run=_status)
 
-    for parser in (add, promote, status):
+    rewrap_cmd = keys.add_parser(
+        "rewrap",
+        help="reseal every record not under the primary key (online, resumable)",
+        description="Reseal every record not under the primary key while brokers serve. "
+        "Safe to interrupt and run again: records already under the primary are skipped.",
+    )
+    rewrap_cmd.add_argument("--dry-run", action="store_true", help="count only, write nothing")
+    rewrap_cmd.add_argument(
+        "--batch", type=_positive, default=DEFAULT_BATCH, help="records per round trip"
+    )
+    rewrap_cmd.add_argument(
+        "--progress-every",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between progress lines (default 0.2 on a terminal, else 2)",
+    )
+    rewrap_cmd.set_defaults(run=_rewrap)
+
+    retire = keys.add_parser(
+        "retire", help="remove a key; refuses while any record is still sealed under it"
+    )
+    retire.add_argument("key_id")
+    retire.set_defaults(run=_retire)
+
+    for parser in (add, promote, status, rewrap_cmd, retire):
         parser.add_argument("--file", type=Path, help="keyring file (default BROKER_KEYRING_FILE)")
 
 
@@ -82,7 +118,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     keyring = Keyring.load(_keyring_file(args))
-    counts = asyncio.run(_count_by_key(load_settings().store))
+    counts = _with_store(keyring, count_by_key)
     print(f"{'KEY ID':<24} {'PRIMARY':<8} {'RECORDS':>8}")
     for key_id in keyring.ids:
         mark = "yes" if key_id == keyring.primary else ""
@@ -92,22 +128,118 @@ def _status(args: argparse.Namespace) -> int:
     return 1 if counts else 0
 
 
-async def _count_by_key(store_url: str) -> Counter[str]:
+def _retire(args: argparse.Namespace) -> int:
+    path = _keyring_file(args)
+    keyring = Keyring.load(path)
+    key_id: str = args.key_id
+    if key_id == keyring.primary:
+        raise ConfigError(f"cannot retire {key_id!r}: it is the primary key (promote another)")
+    if key_id not in keyring:
+        raise ConfigError(f"cannot retire {key_id!r}: no such key in {path}")
+    still = _with_store(keyring, count_by_key)[key_id]
+    if still:
+        print(
+            f"broker: refusing to retire {key_id}: {still} record(s) are still sealed under it; "
+            "run `broker keys rewrap` first",
+            file=sys.stderr,
+        )
+        return 1
+    save_keyring(path, keyring.without(key_id))
+    print(f"retired {key_id} from {path}; reload brokers with SIGHUP")
+    return 0
+
+
+def _rewrap(args: argparse.Namespace) -> int:
+    keyring = Keyring.load(_keyring_file(args))
+    interactive = sys.stderr.isatty()
+    every = args.progress_every or (0.2 if interactive else 2.0)
+    show = _progress_line(interactive)
+
+    async def run(store: SealedStore) -> RewrapSummary | None:
+        print("rewrap: counting records...", file=sys.stderr, flush=True)
+        counts = await count_by_key(store, args.batch)
+        total = sum(counts.values())
+        pending = total - counts[keyring.primary]
+        print(
+            f"rewrap: {total:,} records, {pending:,} not under the primary {keyring.primary}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not pending:
+            return None
+        return await rewrap(
+            store,
+            batch=args.batch,
+            dry_run=args.dry_run,
+            total=total,
+            on_progress=show,
+            progress_every=every,
+        )
+
+    try:
+        summary = _with_store(keyring, run)
+    except KeyboardInterrupt:
+        print(
+            "\nbroker: rewrap interrupted; what it resealed stays resealed: "
+            "run `broker keys rewrap` again to finish",
+            file=sys.stderr,
+        )
+        return 130
+    if interactive:
+        print(file=sys.stderr)
+    if summary is None:
+        print(f"nothing to rewrap: every record is under the primary {keyring.primary}")
+        return 0
+    _print_summary(summary)
+    return 0 if summary.ok else 1
+
+
+def _progress_line(interactive: bool) -> ProgressCallback:
+    def show(p: Progress) -> None:
+        percent = p.done * 100 // p.total if p.total else 100
+        eta = "-" if p.eta is None else f"{p.eta:.0f}s"
+        line = (
+            f"rewrap: {p.done:,}/{p.total:,} records ({percent}%), "
+            f"{p.rate:,.0f} records/s, ETA {eta}"
+        )
+        # on a terminal redraw one line; in a log, one line per report
+        sys.stderr.write(f"\r{line:<78}" if interactive else line + "\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def _print_summary(s: RewrapSummary) -> None:
+    what = "would rewrap" if s.dry_run else "rewrapped"
+    print(
+        f"rewrap {'dry run ' if s.dry_run else ''}finished in {s.elapsed:.1f}s "
+        f"(primary {s.primary}): {s.scanned:,} scanned, {s.rewrapped:,} {what}, "
+        f"{s.skipped:,} skipped (already primary), {s.vanished:,} vanished, "
+        f"{s.conflicts:,} conflicts retried, {sum(s.failed.values()):,} failed"
+    )
+    for reason, count in sorted(s.failed.items()):
+        examples = ", ".join(s.examples.get(reason, []))
+        print(f"  failed: {reason}: {count:,} (e.g. {examples})")
+    if s.failed:
+        print("records that failed were left as they are; fix the cause and run rewrap again")
+
+
+def _with_store(keyring: Keyring, work: Callable[[SealedStore], Awaitable[T]]) -> T:
+    """Run `work` on the configured store (BROKER_STORE), sealed with `keyring` as it is now."""
     from broker.store import open_store
 
-    store = await open_store(store_url)
-    counts: Counter[str] = Counter()
-    try:
-        cursor: str | None = None
-        while True:
-            page = await store.scan(ALL_RECORDS, cursor)
-            for entry in page.entries:
-                try:
-                    counts[key_id_of(entry.value)] += 1
-                except CryptoError:
-                    counts["(unsealed)"] += 1
-            cursor = page.cursor
-            if cursor is None:
-                return counts
-    finally:
-        await store.close()
+    async def main() -> T:
+        store = SealedStore(await open_store(load_settings().store), lambda: keyring)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

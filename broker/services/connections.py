@@ -15,7 +15,7 @@ from typing import Any
 from broker import oauth, settings_schema
 from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed, VersionConflict
 from broker.manifest import Manifest, fill_template
-from broker.services import oauth_apps, records
+from broker.services import events, oauth_apps, records
 from broker.services.context import Context
 from broker.services.provider_http import send
 from broker.services.records import Connection, TenantIndex
@@ -64,7 +64,17 @@ async def create_direct_connection(
 
 async def create(ctx: Context, connection: Connection) -> int:
     await index_add(ctx, connection.tenant_id, connection.id)
-    return await records.save(ctx.store, keys.connection(connection.id), connection, 0)
+    created = events.add(
+        ctx,
+        connection,
+        "connection.created",
+        {
+            "status": connection.status,
+            "settings": sorted({*connection.settings, *connection.secrets}),
+            "settings_version": connection.settings_version,
+        },
+    )
+    return await events.save(ctx, created, 0)
 
 
 def connector_of(ctx: Context, key: Any) -> Manifest:
@@ -144,7 +154,10 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
             f"revocation at the provider failed ({revocation['error']}); the connection is kept. "
             "Retry, or delete with force=true to drop it anyway."
         )
-    await ctx.store.delete(keys.connection(connection.id))
+    deleted = {"revocation": revocation["status"], "forced": force}
+    if "error" in revocation:
+        deleted["revocation_error"] = revocation["error"]
+    await events.delete_connection(ctx, connection.id, deleted)
     await ctx.store.unschedule(keys.connection(connection.id))
     await index_remove(ctx, connection.tenant_id, connection.id)
     return {"id": connection.id, "deleted": True, "revocation": revocation}

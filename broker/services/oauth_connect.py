@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from broker import oauth
 from broker.errors import BrokerError, InvalidRequest, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connect_sessions, connections, oauth_apps, records, refresh
+from broker.services import (
+    connect_sessions,
+    connections,
+    events,
+    oauth_apps,
+    records,
+    refresh,
+)
 from broker.services.context import Context
 from broker.services.provider_http import send
 from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
@@ -219,8 +226,14 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
                 "updated_at": now,
             }
         )
+        updated = events.add(
+            ctx,
+            updated,
+            "connection.reconnected",
+            {"status": "active", "previous_status": existing.status},
+        )
         try:
-            await records.save(ctx.store, keys.connection(existing.id), updated, version)
+            await events.save(ctx, updated, version)
             await refresh.schedule_next(ctx, updated)
             return updated
         except VersionConflict:

@@ -83,7 +83,30 @@ class SettingsVersion(_Record):
     replaced_at: float | None = None
 
 
-class Connection(_Record):
+class Event(_Record):
+    """An outbound event (`broker.services.events`): names, statuses and error codes only."""
+
+    id: str
+    type: str
+    created_at: float
+    tenant_id: str | None = None
+    connection_id: str | None = None
+    connector: str | None = None
+    data: dict[str, Any] = {}
+
+
+class Outboxed(_Record):
+    """A record that owns an event stream: events join `outbox` in the same CAS write as the
+    change they describe, and leave it once they are in the event log."""
+
+    outbox: list[Event] = []
+    last_event_id: str | None = None
+    """The stream's newest event id: the next one is made larger, whatever the clocks say."""
+    events_closed: bool = False
+    """Set with the final event (`connection.deleted`): nothing is emitted after it."""
+
+
+class Connection(Outboxed):
     id: str
     tenant_id: str
     connector: str
@@ -138,6 +161,35 @@ class OAuthState(_Record):
     browser_hash: str
     credential_key: str
     created_at: float
+
+
+class GlobalEvents(Outboxed):
+    """The stream of events that belong to no connection (`keys.rewrap_completed`)."""
+
+
+class Delivery(_Record):
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    last_error: str | None = None
+
+
+class LoggedEvent(_Record):
+    """One event in the global log, with its push delivery state."""
+
+    event: Event
+    stream: str
+    expires_at: float
+    delivery: Delivery = Field(default_factory=Delivery)
+
+
+class EventQueue(_Record):
+    """Ids of a stream's events still to be pushed, oldest first (push order per stream)."""
+
+    pending: list[str] = []
+    last_enqueued: str | None = None
+    """Ids only ever grow within a stream, so moving the same events twice (a crash between
+    logging them and clearing the outbox) does not queue them twice."""
 
 
 class TenantIndex(_Record):

@@ -16,7 +16,7 @@ import random
 from broker import oauth
 from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeout, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connections, oauth_apps, records
+from broker.services import connections, events, oauth_apps
 from broker.services.context import Context
 from broker.services.provider_http import send
 from broker.services.records import Connection, RefreshState, StoredToken
@@ -208,8 +208,15 @@ async def _write_token(ctx: Context, connection_id: str, token: StoredToken) -> 
                 "updated_at": now,
             }
         )
+        if conn.refresh.failures:
+            updated = events.add(
+                ctx,
+                updated,
+                "connection.recovered",
+                {"failures": conn.refresh.failures, "last_error": conn.refresh.last_error},
+            )
         try:
-            await records.save(ctx.store, keys.connection(connection_id), updated, version)
+            await events.save(ctx, updated, version)
             return updated
         except VersionConflict:
             continue
@@ -232,8 +239,15 @@ async def _record_failure(ctx: Context, connection_id: str, exc: oauth.OAuthErro
             }
         )
         updated = conn.model_copy(update={"refresh": refresh, "updated_at": now})
+        if failures == 1:  # the first of a streak; `connection.recovered` ends it
+            updated = events.add(
+                ctx,
+                updated,
+                "connection.refresh_failed",
+                {"status": conn.status, "error": refresh.last_error, "failures": failures},
+            )
         try:
-            await records.save(ctx.store, keys.connection(connection_id), updated, version)
+            await events.save(ctx, updated, version)
         except VersionConflict:
             continue
         await ctx.store.schedule(keys.connection(connection_id), now + delay)
@@ -247,8 +261,11 @@ async def _mark_needs_reauth(ctx: Context, conn: Connection, version: int, reaso
     updated = conn.model_copy(
         update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
     )
+    updated = events.add(
+        ctx, updated, "connection.needs_reauth", {"status": "needs_reauth", "error": reason}
+    )
     try:
-        await records.save(ctx.store, keys.connection(conn.id), updated, version)
+        await events.save(ctx, updated, version)
     except VersionConflict:
         return  # a newer write (a reconnect, say) decides the status
     await ctx.store.unschedule(keys.connection(conn.id))

@@ -12,11 +12,10 @@ from typing import Any
 
 from broker import settings_schema
 from broker.errors import InvalidRequest, NotFound, VersionConflict
-from broker.services import connections, records
+from broker.services import connections, events
 from broker.services.context import Context
 from broker.services.records import Connection, SettingsVersion
 from broker.services.runtime_check import test_settings
-from broker.store import keys
 
 
 async def change(
@@ -119,8 +118,19 @@ async def _replace(
                 "updated_at": now,
             }
         )
+        updated = events.add(
+            ctx,
+            updated,
+            "connection.settings_rotated",
+            {
+                "action": action.removeprefix("settings."),
+                "names": changed_names(connection, public, secret),
+                "version": updated.settings_version,
+                "previous_version": connection.settings_version,
+            },
+        )
         try:
-            await records.save(ctx.store, keys.connection(connection.id), updated, version)
+            await events.save(ctx, updated, version)
         except VersionConflict:
             raise VersionConflict(
                 "the connection changed while its settings were tested; retry"
@@ -138,6 +148,15 @@ async def _replace(
             name=",".join(names)[:256],
             outcome=outcome,
         )
+
+
+def changed_names(
+    connection: Connection, public: dict[str, Any], secret: dict[str, str]
+) -> list[str]:
+    """Names whose value differs between the current settings and the new ones (values are
+    compared here and go no further)."""
+    old, new = connections.merged_settings(connection), {**public, **secret}
+    return sorted(name for name in {*old, *new} if old.get(name) != new.get(name))
 
 
 def prune(ctx: Context, history: list[SettingsVersion], now: float) -> list[SettingsVersion]:

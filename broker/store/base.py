@@ -8,15 +8,16 @@ Keys are built only by `broker.store.keys`. Every key starts with a hash tag nam
 record it belongs to (`{conn_123}:record`, `{conn_123}:refresh-lock`), so a Redis Cluster keeps
 one record's keys on one shard and an operator can find all of one connection's data.
 
-Versions: a key that does not exist has version 0. Every successful `put` or `put_ttl`
-returns the new version, which is the previous version + 1 (so a created key has version 1).
+Versions: a key that does not exist has version 0. Every successful `put`, `put_ttl` or
+`put_many` item returns the new version, which is the previous version + 1 (so a created key
+has version 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,10 @@ class ScanPage:
     entries: list[Entry]
     cursor: str | None
     """Pass back to `scan` for the next page; None when the scan is complete."""
+
+
+PutItem: TypeAlias = tuple[str, bytes, int | None]
+"""One `put_many` write: (key, value, expect_version), with `put`'s meaning of the version."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,19 @@ class Store(Protocol):
 
         `expect_version=None` writes blindly; `0` creates only (conflict if the key exists);
         `n > 0` writes only if the current version is `n`. A put clears any TTL on the key.
+        """
+
+    async def put_many(
+        self, items: Sequence[PutItem], *, keep_ttl: bool = False
+    ) -> list[int | None]:
+        """Many `put`s in one round trip (bulk work such as key rotation); for each item in
+        order, its new version or None when its version check failed (no exception).
+
+        Each item is atomic on its own; the batch is not a transaction: on an error some items
+        may have been written, which a CAS caller sees as a conflict when it retries. Items on
+        the same key apply in order. `keep_ttl=False` clears TTLs like `put`; `keep_ttl=True`
+        leaves a key's expiry as it was (a value rewritten in place, e.g. resealed one-time
+        state, still expires when it would have).
         """
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:

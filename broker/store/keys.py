@@ -14,6 +14,9 @@ CONNECT_SESSION_PREFIX = "{session_"
 OAUTH_STATE_PREFIX = "{state_"
 TENANT_PREFIX = "{tenant_"
 AUDIT_PREFIX = "{audit_"
+EVENT_PREFIX = "{evt_"
+GLOBAL_EVENTS = "events_global"
+"""The event stream of events that belong to no connection (its keys: `{events_global}:...`)."""
 
 
 def _tagged(record_id: str, part: str) -> str:
@@ -56,6 +59,39 @@ def audit_batch(tenant_id: str, suffix: str) -> str:
 
 def audit_prefix(tenant_id: str) -> str:
     return _tagged(f"audit_{tenant_id}", "")
+
+
+def event(event_id: str) -> str:
+    """One event in the global log; event ids start with `evt_` and sort by creation time."""
+    return _tagged(event_id, "record")
+
+
+def global_events() -> str:
+    """The record holding the outbox of `GLOBAL_EVENTS` (a connection's is its own record)."""
+    return _tagged(GLOBAL_EVENTS, "record")
+
+
+def event_outbox_due(stream: str, event_id: str) -> str:
+    """Due-index entry that makes the event worker move an event its emitter left behind."""
+    return _tagged(stream, f"outbox:{event_id}")
+
+
+def event_queue(stream: str) -> str:
+    """A stream's events still to be pushed, in order; also its due-index entry."""
+    return _tagged(stream, "events")
+
+
+def event_outbox_lock(stream: str) -> str:
+    return _tagged(stream, "outbox-lock")
+
+
+def event_delivery_lock(stream: str) -> str:
+    return _tagged(stream, "events-lock")
+
+
+def part(key: str) -> str:
+    """What follows the hash tag: `{conn_1}:record` -> `record`."""
+    return key[key.find("}") + 2 :]
 
 
 def record_id(key: str) -> str:

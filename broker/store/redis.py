@@ -15,15 +15,15 @@ import asyncio
 import math
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from broker.errors import StoreUnavailable, VersionConflict
 from broker.store import redis_scripts as lua
-from broker.store.base import DueItem, ScanPage
+from broker.store.base import DueItem, PutItem, ScanPage
 from broker.store.redis_connect import Client, connect
 from broker.store.redis_layout import DUE_PARTITIONS, Layout
 from broker.store.redis_scan import scan_page
@@ -126,6 +126,46 @@ class RedisStore:
         if version == lua.CONFLICT:
             raise VersionConflict(f"{key}: expected version {expect}")
         return version
+
+    async def put_many(
+        self, items: Sequence[PutItem], *, keep_ttl: bool = False
+    ) -> list[int | None]:
+        """The PUT script once per item in one non-transactional pipeline: each item stays
+        atomic, the batch costs one round trip (per node: redis-py's cluster pipeline splits
+        it by slot). The whole batch shares one call deadline, so keep batches modest."""
+        if any(e is not None and e < 0 for _, _, e in items):
+            raise ValueError("expect_version must be None or >= 0")
+        if not items:
+            return []
+        ttl = lua.KEEP_TTL if keep_ttl else ""
+        rows = [(self._layout.record(k), v, "" if e is None else str(e)) for k, v, e in items]
+        versions = await self._run("put_many", lambda: self._put_pipelined(rows, ttl))
+        return [None if v == lua.CONFLICT else v for v in versions]
+
+    async def _put_pipelined(self, rows: list[tuple[str, bytes, str]], ttl: str) -> list[int]:
+        results = await self._evalsha_all(rows, ttl)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # A restarted or failed-over node forgot its scripts; NOSCRIPT means that item did
+            # nothing, so running just those again after loading cannot apply one twice.
+            await self._client.script_load(lua.PUT)
+            retried = await self._evalsha_all([rows[i] for i in missing], ttl)
+            for i, result in zip(missing, retried, strict=True):
+                results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return [int(r) for r in results]
+
+    async def _evalsha_all(self, rows: list[tuple[str, bytes, str]], ttl: str) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        channel, sha = self._layout.changes_channel, self._put.sha
+        for name, value, expect in rows:
+            # execute_command, not pipe.evalsha: the cluster pipeline blocks the named method
+            # (it cannot know scripts stay on one slot) but routes EVALSHA by its key
+            pipe.execute_command("EVALSHA", sha, 1, name, value, expect, ttl, channel)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
         name = self._layout.record(key)

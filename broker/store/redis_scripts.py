@@ -10,9 +10,12 @@ from __future__ import annotations
 CONFLICT = -1
 """Returned by PUT and CAS_DELETE when the expected version does not match (versions are >= 0)."""
 
+KEEP_TTL = "keep"
+"""PUT's ttl argument meaning "leave the key's expiry as it is" (HSET never touches it)."""
+
 # KEYS[1] record; ARGV[1] value; ARGV[2] expected version or '' (blind);
-# ARGV[3] ttl in ms or '' (no ttl); ARGV[4] changes channel. Returns the new version or
-# CONFLICT. Durable records (no ttl) are announced on the channel in the same atomic step, so
+# ARGV[3] ttl in ms, '' (no ttl) or KEEP_TTL; ARGV[4] changes channel. Returns the new version
+# or CONFLICT. Durable records (no ttl) are announced on the channel in the same atomic step, so
 # no replica's read cache can miss a write; one-time state (ttl) is never cached or announced.
 PUT = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
@@ -21,7 +24,11 @@ if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= cur then
 end
 local n = cur + 1
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', n)
-if ARGV[3] ~= '' then
+if ARGV[3] == 'keep' then
+  if redis.call('PTTL', KEYS[1]) == -1 then
+    redis.call('PUBLISH', ARGV[4], KEYS[1])
+  end
+elseif ARGV[3] ~= '' then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 else
   redis.call('PERSIST', KEYS[1])

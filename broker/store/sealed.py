@@ -10,10 +10,10 @@ Locks and the due-time index hold no secrets; they pass straight through.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from broker.crypto import Keyring, needs_rewrap, open_sealed, seal
-from broker.store.base import DueItem, Entry, ScanPage, Store
+from broker.store.base import DueItem, Entry, PutItem, ScanPage, Store
 from broker.store.cache import RecordCache
 
 KeyringProvider = Callable[[], Keyring]
@@ -93,6 +93,16 @@ class SealedStore:
             return await self._inner.put(key, self.seal(key, value), expect_version)
         finally:
             self._evict(key)
+
+    async def put_many(
+        self, items: Sequence[PutItem], *, keep_ttl: bool = False
+    ) -> list[int | None]:
+        sealed = [(key, self.seal(key, value), expect) for key, value, expect in items]
+        try:
+            return await self._inner.put_many(sealed, keep_ttl=keep_ttl)
+        finally:
+            for key, _, _ in items:
+                self._evict(key)
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
         try:

@@ -22,13 +22,13 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal, TypeVar
 
 from broker.errors import StoreUnavailable, VersionConflict
-from broker.store.base import DueItem, Entry, ScanPage
+from broker.store.base import DueItem, Entry, PutItem, ScanPage
 
 _T = TypeVar("_T")
 
@@ -57,6 +57,9 @@ _SCHEMA = (
 _PURGE_BATCH = 4
 
 _LIVE_VERSION = "SELECT version FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_LIVE_ROW = (
+    "SELECT version, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
 _WRITE = "INSERT OR REPLACE INTO kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)"
 _PURGE_KV = (
     "DELETE FROM kv WHERE key IN "
@@ -142,6 +145,32 @@ class SqliteStore:
             return current + 1
 
         return await self._run(op)
+
+    async def put_many(
+        self, items: Sequence[PutItem], *, keep_ttl: bool = False
+    ) -> list[int | None]:
+        """One `BEGIN IMMEDIATE` transaction for the whole batch: one fsync instead of one
+        per item, and all-or-nothing on a crash (stronger than the protocol asks)."""
+        if any(e is not None and e < 0 for _, _, e in items):
+            raise ValueError("expect_version must be None or >= 0")
+        batch = list(items)  # the worker thread must not see the caller mutate it
+
+        def op(conn: sqlite3.Connection) -> list[int | None]:
+            results: list[int | None] = []
+            with _write_transaction(conn):
+                now = time.time()
+                for key, value, expect in batch:
+                    row = conn.execute(_LIVE_ROW, (key, now)).fetchone()
+                    current = 0 if row is None else int(row[0])
+                    if expect is not None and expect != current:
+                        results.append(None)
+                        continue
+                    expires_at = row[1] if keep_ttl and row is not None else None
+                    conn.execute(_WRITE, (key, value, current + 1, expires_at))
+                    results.append(current + 1)
+            return results
+
+        return await self._run(op) if batch else []
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
         def op(conn: sqlite3.Connection) -> bool:

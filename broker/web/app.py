@@ -19,6 +19,7 @@ from broker.crypto.admin_tokens import AdminTokens
 from broker.errors import ConfigError
 from broker.services.audit import AuditLog
 from broker.services.context import Context
+from broker.services.event_delivery import EventWorker
 from broker.services.refresher import Refresher
 from broker.store import open_store
 from broker.store.base import ChangeFeed
@@ -29,6 +30,7 @@ from broker.web.routes import (
     connect,
     connections,
     connectors,
+    events,
     health,
     oauth_apps,
     runtime,
@@ -58,7 +60,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     )
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
-    for module in (health, connectors, connections, oauth_apps, connect, runtime, webhooks):
+    for module in (health, connectors, connections, oauth_apps, connect, runtime, webhooks, events):
         app.add_routes(module.routes)
     return app
 
@@ -112,6 +114,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(store.watch_changes(cache.on_change), name="changes"))
     if settings.refresher:
         tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
+    if settings.events_worker:
+        # polls at least as often as the first retry is due (tests shorten both)
+        worker = EventWorker(ctx, interval=min(0.5, settings.events_retry_base))
+        tasks.append(asyncio.create_task(worker.run(), name="event-worker"))
     tasks.append(asyncio.create_task(_watch_keyring(app[KEYRING]), name="keyring-watch"))
     _reload_on_sighup(app[KEYRING])
     try:

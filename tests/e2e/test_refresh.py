@@ -126,6 +126,7 @@ def make_broker(
         public_url=BROKER_URL,
         allowed_return_origins="https://dashboard.example.com",
         connectors_dirs=str(folder),
+        events_pull_delay=0,
         **overrides,
     )
     return create_app(settings)
@@ -180,6 +181,16 @@ async def token_of(api: aiohttp.ClientSession, runtime: str, **params: str) -> d
     assert resp.status == 200, await resp.text()
     body: dict[str, Any] = await resp.json()
     return body
+
+
+async def events_of(
+    api: aiohttp.ClientSession, connection_id: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(type, data) of the connection's events, in order."""
+    resp = await api.get("/v1/events?limit=1000", headers=admin())
+    assert resp.status == 200
+    found = (await resp.json())["events"]
+    return [(e["type"], e["data"]) for e in found if e["connection_id"] == connection_id]
 
 
 async def wait_until_stale(api: aiohttp.ClientSession, runtime: str) -> str:
@@ -272,6 +283,14 @@ async def test_revoked_grant_needs_reauth_then_reconnects(
     assert (await (await api.get(f"/v1/connections/{connection_id}", headers=admin())).json())[
         "status"
     ] == "active"
+    assert [t for t, _ in await events_of(api, connection_id)] == [
+        "connection.created",
+        "connection.needs_reauth",
+        "connection.reconnected",
+    ]
+    _, reauth, reconnected = await events_of(api, connection_id)
+    assert reauth[1] == {"status": "needs_reauth", "error": "invalid_grant"}
+    assert reconnected[1] == {"status": "active", "previous_status": "needs_reauth"}
 
 
 async def revoke_grant(oidc: OidcPeer, app: web.Application, connection_id: str) -> None:
@@ -319,6 +338,17 @@ async def test_transient_failures_keep_the_old_token(
         0,
         None,
     )
+    # one event when the streak starts, however long it lasts, and one when it ends
+    found = await events_of(api, connection_id)
+    assert [t for t, _ in found] == [
+        "connection.created",
+        "connection.refresh_failed",
+        "connection.recovered",
+    ]
+    (_, failed), (_, recovered) = found[1:]
+    assert failed == {"status": "active", "error": "http_503", "failures": 1}
+    assert recovered["last_error"] == "http_503" and recovered["failures"] >= 2
+    assert "access_token" not in str(found) and old not in str(found)
 
 
 async def test_client_credentials(api: aiohttp.ClientSession, oidc: OidcPeer) -> None:

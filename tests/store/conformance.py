@@ -164,6 +164,77 @@ class StoreConformance:
         await asyncio.sleep(PAST_TTL)
         assert await store.get(key) == (b"kept", 2)
 
+    async def test_put_many_versions_and_conflicts(self, store: Store) -> None:
+        run = uid()
+        a, b, c, d = (keys.connection(f"conn_{run}_{n}") for n in "abcd")
+        await store.put(a, b"a1")
+        await store.put(b, b"b1")
+        await store.put(b, b"b2")
+        assert await store.put_many([]) == []
+        results = await store.put_many(
+            [
+                (a, b"a2", 1),  # matches
+                (b, b"stale", 1),  # b is at 2: conflict, nothing written
+                (c, b"c1", 0),  # create only
+                (d, b"d1", None),  # blind
+                (a, b"a3", 2),  # same key again: sees the write before it
+                (c, b"again", 0),  # c exists now: conflict
+            ]
+        )
+        assert results == [2, None, 1, 1, 3, None]
+        assert await store.get(a) == (b"a3", 3)
+        assert await store.get(b) == (b"b2", 2)
+        assert await store.get(c) == (b"c1", 1)
+        assert await store.get(d) == (b"d1", 1)
+        assert await store.put_many([(keys.connection(f"conn_{run}_e"), b"x", 4)]) == [None]
+        assert await store.get(keys.connection(f"conn_{run}_e")) is None
+
+    async def test_put_many_rejects_negative_versions(self, store: Store) -> None:
+        with pytest.raises(ValueError, match="expect_version"):
+            await store.put_many([(keys.connection(f"conn_{uid()}"), b"x", -1)])
+
+    async def test_put_many_clears_ttl_by_default(self, store: Store) -> None:
+        key = keys.connect_session(uid())
+        await store.put_ttl(key, b"short-lived", TTL)
+        assert await store.put_many([(key, b"kept", 1)]) == [2]
+        await asyncio.sleep(PAST_TTL)
+        assert await store.get(key) == (b"kept", 2)
+
+    async def test_put_many_keep_ttl_still_expires(self, store: Store) -> None:
+        run = uid()
+        expiring, durable = keys.oauth_state(run), keys.connection(f"conn_{run}")
+        await store.put_ttl(expiring, b"one-time", TTL)
+        await store.put(durable, b"durable")
+        results = await store.put_many(
+            [(expiring, b"resealed", 1), (durable, b"resealed", 1)], keep_ttl=True
+        )
+        assert results == [2, 2]
+        assert await store.get(expiring) == (b"resealed", 2)
+        await asyncio.sleep(PAST_TTL)
+        assert await store.get(expiring) is None
+        assert await store.take(expiring) is None
+        assert await store.get(durable) == (b"resealed", 2)
+
+    async def test_put_many_on_expired_key_conflicts(self, store: Store) -> None:
+        key = keys.oauth_state(uid())
+        await store.put_ttl(key, b"one-time", TTL)
+        await asyncio.sleep(PAST_TTL)
+        # expired is missing (version 0), so a rewrite of what was read before must lose
+        assert await store.put_many([(key, b"late", 1)], keep_ttl=True) == [None]
+        assert await store.get(key) is None
+
+    async def test_put_many_large_batch(self, store: Store) -> None:
+        run = uid()
+        names = [keys.connection(f"conn_{run}_{i:04d}") for i in range(1000)]
+        assert await store.put_many([(k, b"v1", 0) for k in names]) == [1] * 1000
+        stale = set(names[::10])
+        await _put_all(store, {k: b"changed" for k in stale})
+        results = await store.put_many([(k, b"v2", 1) for k in names], keep_ttl=True)
+        assert results == [None if k in stale else 2 for k in names]
+        assert await _scan_all(store, keys.CONNECTION_PREFIX + run) == {
+            k: b"changed" if k in stale else b"v2" for k in names
+        }
+
     async def test_take_returns_value_once(self, store: Store) -> None:
         key = keys.oauth_state(uid())
         await store.put_ttl(key, b"one-time", 30)

@@ -1,0 +1,218 @@
+"""Outbound events: what happened to a connection (or to the keys), for the platform.
+
+Emitting: a code path that changes a connection adds the event to the record it is about to
+write (`add`) and writes it with `save`, so the event exists exactly when the change does;
+`save` then moves it into the global log at once (`event_outbox`). Events of one stream (a
+connection, or `keys.GLOBAL_EVENTS`) get strictly growing ids, so their id order is their
+order, in the log and on the wire. Payloads carry names, statuses and error codes, never a
+secret value or token.
+
+Reading: `list_after` pages the log in id order for pull consumers (GET /v1/events).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import itertools
+import logging
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from broker.errors import BrokerError, Conflict, VersionConflict
+from broker.services import event_outbox, records
+from broker.services.context import Context
+from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
+from broker.store import keys
+from broker.store.base import Entry
+
+log = logging.getLogger("broker.events")
+
+EVENT_TYPES = frozenset(
+    {
+        "connection.created",
+        "connection.reconnected",
+        "connection.needs_reauth",
+        "connection.refresh_failed",
+        "connection.recovered",
+        "connection.deleted",
+        "connection.settings_rotated",
+        "keys.rewrap_completed",
+    }
+)
+EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9a-f]{16}")
+FLUSH_WAIT = 1.0
+"""Seconds an emitter waits for a busy outbox lock before leaving its events to the worker."""
+
+_REPLICA = secrets.token_hex(4)
+_sequence = itertools.count()
+
+
+def new_event_id(now: float, after: str | None = None) -> str:
+    """`evt_` + 13-digit unix ms + replica + counter: sorts by creation time and is unique
+    across replicas. Strictly above `after` (the stream's last id) even when this replica's
+    clock is behind the one that wrote it, so a stream's id order is its real order."""
+    ms = int(now * 1000)
+    if after is not None:
+        ms = max(ms, id_time_ms(after) + 1)
+    return f"evt_{ms:013d}{_REPLICA}{next(_sequence) % 16**8:08x}"
+
+
+def is_event_id(value: str) -> bool:
+    return EVENT_ID.fullmatch(value) is not None
+
+
+def id_time_ms(event_id: str) -> int:
+    return int(event_id[4:17])
+
+
+def iso_ms(ts: float) -> str:
+    """ISO-8601 UTC with milliseconds: 2026-11-24T07:00:00.123Z."""
+    ms = int(ts * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def payload(event: Event) -> dict[str, Any]:
+    """The event as delivered and listed."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "created_at": iso_ms(event.created_at),
+        "tenant_id": event.tenant_id,
+        "connection_id": event.connection_id,
+        "connector": event.connector,
+        "data": event.data,
+    }
+
+
+def _event(
+    ctx: Context, stream: Outboxed, type: str, data: Mapping[str, Any], conn: Connection | None
+) -> Event:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    now = ctx.clock()
+    return Event(
+        id=new_event_id(now, stream.last_event_id),
+        type=type,
+        created_at=now,
+        tenant_id=conn.tenant_id if conn else None,
+        connection_id=conn.id if conn else None,
+        connector=conn.connector if conn else None,
+        data=dict(data),
+    )
+
+
+def add(ctx: Context, conn: Connection, type: str, data: Mapping[str, Any]) -> Connection:
+    """`conn` with the event in its outbox, for the caller's own CAS write (then `save`)."""
+    if conn.events_closed:
+        return conn  # being deleted: `connection.deleted` was the last word
+    event = _event(ctx, conn, type, data, conn)
+    return conn.model_copy(update={"outbox": [*conn.outbox, event], "last_event_id": event.id})
+
+
+async def save(ctx: Context, conn: Connection, expect_version: int | None) -> int:
+    """`records.save` of a connection, moving the events in its outbox into the log after
+    the write. Raises `VersionConflict` like `records.save` (nothing written, no event)."""
+    if not conn.outbox:
+        return await records.save(ctx.store, keys.connection(conn.id), conn, expect_version)
+    await event_outbox.arm(ctx, conn.id, conn.outbox)
+    version = await records.save(ctx.store, keys.connection(conn.id), conn, expect_version)
+    await _flush(ctx, conn.id)
+    return version
+
+
+async def _flush(ctx: Context, stream: str) -> None:
+    try:
+        await event_outbox.move(ctx, stream, wait=FLUSH_WAIT)
+    except BrokerError as exc:
+        # the change is made and its event safe in the outbox: the worker moves it later
+        log.warning("moving the outbox of %s failed (%s): left to the worker", stream, exc.code)
+
+
+async def emit_global(ctx: Context, type: str, data: Mapping[str, Any]) -> Event:
+    """Emit an event that belongs to no connection (`keys.rewrap_completed`): durable once
+    this returns, delivered in order with the other global events."""
+    key = keys.global_events()
+    for _ in range(event_outbox.CAS_RETRIES):
+        found = await records.load(ctx.store, key, GlobalEvents)
+        stream, version = found if found else (GlobalEvents(), 0)
+        event = _event(ctx, stream, type, data, None)
+        update = {"outbox": [*stream.outbox, event], "last_event_id": event.id}
+        await event_outbox.arm(ctx, keys.GLOBAL_EVENTS, [event])
+        try:
+            await records.save(ctx.store, key, stream.model_copy(update=update), version)
+        except VersionConflict:
+            continue
+        await _flush(ctx, keys.GLOBAL_EVENTS)
+        return event
+    raise VersionConflict("the global event stream is too contended; retry")
+
+
+async def delete_connection(ctx: Context, connection_id: str, data: Mapping[str, Any]) -> None:
+    """Delete a connection record once `connection.deleted`, and every event before it, is
+    in the log: the outbox goes with the record. A crash in between leaves a `revoked`
+    connection whose deletion is announced already (at-least-once); deleting it again
+    finishes the job without a second event."""
+    key = keys.connection(connection_id)
+    for _ in range(event_outbox.CAS_RETRIES):
+        found = await records.load(ctx.store, key, Connection)
+        if found is None:
+            return
+        conn, version = found
+        if not conn.events_closed:
+            closed = add(ctx, conn, "connection.deleted", data).model_copy(
+                update={"events_closed": True, "status": "revoked", "updated_at": ctx.clock()}
+            )
+            await event_outbox.arm(ctx, conn.id, closed.outbox)
+            with contextlib.suppress(VersionConflict):  # either way: read again
+                await records.save(ctx.store, key, closed, version)
+            continue
+        if conn.outbox:
+            if not await event_outbox.move(ctx, conn.id, wait=event_outbox.LOCK_TTL):
+                raise Conflict(f"the event outbox of {conn.id} is busy; retry the delete")
+            continue
+        try:
+            await ctx.store.delete(key, expect_version=version)
+            return
+        except VersionConflict:
+            continue  # a late write (a refresh finishing): look again
+    raise VersionConflict(f"{connection_id} kept changing while being deleted; retry")
+
+
+async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]:
+    """Up to `limit` logged events with ids above `after`, in id order. Events younger than
+    `BROKER_EVENTS_PULL_DELAY` are held back: one still being moved into the log (ids are
+    given at creation) must not land behind a cursor that has already passed it."""
+    now = ctx.clock()
+    horizon = int((now - ctx.settings.events_pull_delay) * 1000)
+    best: list[tuple[str, Entry]] = []  # the `limit` smallest ids so far, sorted
+    cursor: str | None = None
+    while True:
+        # ids are in the keys: only the events returned are opened
+        page = await ctx.store.scan_raw(keys.EVENT_PREFIX, cursor)
+        for entry in page.entries:
+            event_id = keys.record_id(entry.key)
+            if (
+                not is_event_id(event_id)
+                or (after is not None and event_id <= after)
+                or id_time_ms(event_id) > horizon
+                or (len(best) == limit and event_id >= best[-1][0])
+            ):
+                continue
+            bisect.insort(best, (event_id, entry), key=lambda item: item[0])
+            del best[limit:]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    found = []
+    for _, entry in best:
+        logged = LoggedEvent.model_validate_json(ctx.store.open(entry.key, entry.value))
+        if logged.expires_at <= now:
+            # a rewrap rewrote it without its TTL: past the retention all the same
+            await ctx.store.delete(entry.key)
+            continue
+        found.append(logged.event)
+    return found
