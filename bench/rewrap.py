@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,10 @@ def crypto_floor(count: int) -> float:
     return count / spent
 
 
-async def redis_write_floor(port: int, count: int, batch: int) -> float:
+async def redis_floor(port: int, count: int, batch: int) -> tuple[float, float]:
+    """(write, read) records/s: HSET v n, then HMGET v n, in pipelines of `batch`."""
     client = Redis.from_url(f"redis://127.0.0.1:{port}/15")
-    spent = 0.0
+    wrote = read = 0.0
     try:
         for part in chunks(count):
             started = time.perf_counter()
@@ -168,14 +170,23 @@ async def redis_write_floor(port: int, count: int, batch: int) -> float:
                 for key, value in part[start : start + batch]:
                     pipe.hset(f"floor:{key}", mapping={"v": value, "n": 2})
                 await pipe.execute()
-            spent += time.perf_counter() - started
+            wrote += time.perf_counter() - started
+            started = time.perf_counter()
+            for start in range(0, len(part), batch):
+                pipe = client.pipeline(transaction=False)
+                for key, _ in part[start : start + batch]:
+                    pipe.hmget(f"floor:{key}", ["v", "n"])
+                await pipe.execute()
+            read += time.perf_counter() - started
         await client.flushdb()
     finally:
         await client.aclose()
-    return count / spent
+    return count / wrote, count / read
 
 
-def sqlite_write_floor(path: Path, count: int, batch: int) -> float:
+def sqlite_floor(path: Path, count: int, batch: int) -> tuple[float, float]:
+    """(write, read) records/s: executemany INSERT OR REPLACE, one transaction per `batch`;
+    then key-range pages of `batch` rows, as the store's scan reads them."""
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -183,7 +194,7 @@ def sqlite_write_floor(path: Path, count: int, batch: int) -> float:
         "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL, "
         "expires_at REAL) WITHOUT ROWID"
     )
-    spent = 0.0
+    wrote = 0.0
     try:
         for part in chunks(count):
             started = time.perf_counter()
@@ -193,10 +204,24 @@ def sqlite_write_floor(path: Path, count: int, batch: int) -> float:
                     "INSERT OR REPLACE INTO kv VALUES (?, ?, 2, NULL)", part[start : start + batch]
                 )
                 conn.execute("COMMIT")
-            spent += time.perf_counter() - started
+            wrote += time.perf_counter() - started
+        started = time.perf_counter()
+        last, rows = "", 0
+        while True:
+            page = conn.execute(
+                "SELECT key, value, version FROM kv WHERE key > ? ORDER BY key LIMIT ?",
+                (last, batch),
+            ).fetchall()
+            if not page:
+                break
+            rows += len(page)
+            last = page[-1][0]
+        read = time.perf_counter() - started
+        if rows != count:
+            raise RuntimeError(f"sqlite floor read {rows} rows of {count}")
     finally:
         conn.close()
-    return count / spent
+    return count / wrote, count / read
 
 
 # --- driver -------------------------------------------------------------------------------------
@@ -214,40 +239,50 @@ async def wipe(url: str, path: Path | None) -> None:
         await client.aclose()
 
 
+@dataclass
+class Measured:
+    backend: str
+    by_count: dict[int, dict[str, float]] = field(default_factory=dict)
+    """records -> median count_s, rewrap_s and the highest peak RSS (MB) over the runs."""
+
+
 async def measure(
     name: str, url: str, path: Path | None, args: argparse.Namespace, keyring_file: Path
-) -> dict[str, Any]:
-    rows: dict[str, Any] = {"backend": name}
+) -> Measured:
+    measured = Measured(name)
     for count, repeat in ((args.small, 1), (args.records, args.repeat)):
         runs = []
         for _ in range(repeat):
             await wipe(url, path)
             await fill(url, count)
             runs.append(run_child(url, keyring_file, args.batch))
-            assert runs[-1]["rewrapped"] == count and runs[-1]["failed"] == 0, runs[-1]
-        rows[count] = {
+            if runs[-1]["rewrapped"] != count or runs[-1]["failed"]:
+                raise RuntimeError(f"{name}: rewrap did not reseal every record: {runs[-1]}")
+        measured.by_count[count] = {
             key: statistics.median(r[key] for r in runs) for key in ("count_s", "rewrap_s")
         } | {"rss_mb": max(r["rss_mb"] for r in runs)}
     await wipe(url, path)
-    return rows
+    return measured
 
 
-def table(results: list[dict[str, Any]], floors: dict[str, dict[str, float]], n: int) -> str:
-    small = min(k for k in results[0] if isinstance(k, int))
+def table(results: list[Measured], floors: dict[str, dict[str, float]], n: int, small: int) -> str:
     lines = [
-        f"| backend | rewrap records/s ({n:,}) | count pass s | count + rewrap records/s "
-        f"| AES-GCM open+seal /s | raw pipelined write /s | floor /s | rewrap / floor "
+        f"| backend | rewrap records/s | count pass s | count + rewrap records/s "
+        f"| AES-GCM open+seal /s | raw pipelined write /s | floor (crypto + write) /s "
+        f"| rewrap / floor | raw read /s | floor with read /s | rewrap / floor with read "
         f"| peak RSS {small:,} | peak RSS {n:,} |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|" + "--:|" * 12,
     ]
     for row in results:
-        big, little, floor = row[n], row[small], floors[row["backend"]]
+        big, little, floor = row.by_count[n], row.by_count[small], floors[row.backend]
         rate = n / big["rewrap_s"]
         combined = 1 / (1 / floor["crypto"] + 1 / floor["write"])
+        with_read = 1 / (1 / combined + 1 / floor["read"])
         lines.append(
-            f"| {row['backend']} | {rate:,.0f} | {big['count_s']:.2f} "
+            f"| {row.backend} | {rate:,.0f} | {big['count_s']:.2f} "
             f"| {n / (big['count_s'] + big['rewrap_s']):,.0f} | {floor['crypto']:,.0f} "
             f"| {floor['write']:,.0f} | {combined:,.0f} | {rate / combined:.2f} "
+            f"| {floor['read']:,.0f} | {with_read:,.0f} | {rate / with_read:.2f} "
             f"| {little['rss_mb']:.1f} MB | {big['rss_mb']:.1f} MB |"
         )
     return "\n".join(lines)
@@ -269,15 +304,11 @@ async def main(args: argparse.Namespace) -> None:
                 await measure("sqlite", f"sqlite:///{db}", db, args, keyring_file),
             ]
             crypto = crypto_floor(args.records)
+            redis_io = await redis_floor(server.port, args.records, args.batch)
+            sqlite_io = sqlite_floor(work / "floor.db", args.records, args.batch)
             floors = {
-                "redis": {
-                    "crypto": crypto,
-                    "write": await redis_write_floor(server.port, args.records, args.batch),
-                },
-                "sqlite": {
-                    "crypto": crypto,
-                    "write": sqlite_write_floor(work / "floor.db", args.records, args.batch),
-                },
+                name: {"crypto": crypto, "write": write, "read": read}
+                for name, (write, read) in (("redis", redis_io), ("sqlite", sqlite_io))
             }
         finally:
             server.stop()
@@ -285,9 +316,10 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
-        f"batch {args.batch}, median of {args.repeat}, load average {load:.2f}\n"
+        f"{args.records:,} records, batch {args.batch}, median of {args.repeat}, "
+        f"load average {load:.2f}\n"
     )
-    print(table(results, floors, args.records))
+    print(table(results, floors, args.records, args.small))
 
 
 def parse() -> argparse.Namespace:

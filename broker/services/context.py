@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ import aiohttp
 from broker.catalog import Catalog
 from broker.config import Settings
 from broker.services.audit import AuditLog
+from broker.services.records import StoredToken
+from broker.store.cache import ChangeNotifier
 from broker.store.sealed import SealedStore
 
 
@@ -23,3 +26,7 @@ class Context:
     """One shared client session for providers and the runtime (bounded timeouts per call)."""
     audit: AuditLog
     clock: Callable[[], float] = field(default=time.time)
+    changes: ChangeNotifier = field(default_factory=ChangeNotifier)
+    """Wakes whoever waits for a key to change (fed by the store's change feed, if any)."""
+    inflight: dict[str, asyncio.Future[StoredToken]] = field(default_factory=dict)
+    """Refreshes under way in this process, by connection id (see services.refresh)."""

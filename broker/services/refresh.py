@@ -72,7 +72,26 @@ async def ensure_fresh(
     if not force and _backing_off(conn, started) and is_valid(conn.token, started):
         assert conn.token is not None
         return conn.token
+    # One refresh per connection per process: every caller here shares it, so a stampede
+    # costs one lock attempt and one poller per replica, not one per caller.
+    shared = ctx.inflight.get(connection_id)
+    if shared is None:
+        shared = asyncio.ensure_future(
+            _across_replicas(
+                ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
+            )
+        )
+        ctx.inflight[connection_id] = shared
+        shared.add_done_callback(lambda _: ctx.inflight.pop(connection_id, None))
+    # shield: a caller that goes away must not cancel the refresh the others wait for
+    return await asyncio.shield(shared)
+
+
+async def _across_replicas(
+    ctx: Context, connection_id: str, version: int, *, min_ttl: float, force: bool, started: float
+) -> StoredToken:
     lock = keys.refresh_lock(connection_id)
+    key = keys.connection(connection_id)
     while True:
         owner = await ctx.store.acquire(lock, ctx.settings.refresh_lock_ttl)
         if owner is not None:
@@ -82,7 +101,9 @@ async def ensure_fresh(
                 )
             finally:
                 await ctx.store.release(lock, owner)
-        await asyncio.sleep(random.uniform(*POLL_INTERVAL))
+        # another replica holds the lock: wait for its write, woken by the change feed where
+        # the store has one, else at the next poll
+        await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
         conn, latest = await connections.get(ctx, connection_id)
         now = ctx.clock()
         if latest != version:

@@ -9,6 +9,8 @@ being fetched.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 MAX_ENTRIES = 100_000
@@ -44,3 +46,36 @@ class RecordCache:
             self._entries.clear()
         else:
             self._entries.pop(key, None)
+
+
+class ChangeNotifier:
+    """Lets a coroutine wait until a key changes (or a timeout passes), fed by the same
+    change feed as the cache. Without a feed `wait` is a plain sleep: the caller polls."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def wait(self, key: str, at_most: float) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, at_most)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = self._waiters.get(key)
+            if waiting is not None:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[key]
+
+    def notify(self, key: str | None) -> None:
+        """Wake the waiters of `key`; None (changes may have been missed) wakes everyone."""
+        if key is None:
+            woken = [w for ws in self._waiters.values() for w in ws]
+        else:
+            woken = self._waiters.get(key, [])
+        for waiter in woken:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -111,7 +111,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
     if cache is not None:
         assert isinstance(store, ChangeFeed)
-        tasks.append(asyncio.create_task(store.watch_changes(cache.on_change), name="changes"))
+        notifier = ctx.changes
+
+        def on_change(key: str | None) -> None:
+            cache.on_change(key)
+            notifier.notify(key)
+
+        tasks.append(asyncio.create_task(store.watch_changes(on_change), name="changes"))
     if settings.refresher:
         tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
     if settings.events_worker:
