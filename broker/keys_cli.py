@@ -167,7 +167,7 @@ def _rewrap(args: argparse.Namespace) -> int:
         )
         if not pending:
             return None
-        return await rewrap(
+        summary = await rewrap(
             store,
             batch=args.batch,
             dry_run=args.dry_run,
@@ -175,6 +175,9 @@ def _rewrap(args: argparse.Namespace) -> int:
             on_progress=show,
             progress_every=every,
         )
+        if summary.ok and not summary.dry_run:
+            await _announce(store, summary)
+        return summary
 
     try:
         summary = _with_store(keyring, run)
@@ -192,6 +195,37 @@ def _rewrap(args: argparse.Namespace) -> int:
         return 0
     _print_summary(summary)
     return 0 if summary.ok else 1
+
+
+async def _announce(store: SealedStore, summary: RewrapSummary) -> None:
+    """`keys.rewrap_completed` for the platform: counts and key ids, nothing more."""
+    import time
+
+    import aiohttp
+
+    from broker.catalog import Catalog
+    from broker.services import events
+    from broker.services.audit import AuditLog
+    from broker.services.context import Context
+
+    settings = load_settings()
+    async with aiohttp.ClientSession() as http:
+        ctx = Context(
+            settings=settings,
+            catalog=Catalog(),
+            store=store,
+            http=http,
+            audit=AuditLog(store, time.time, settings.audit_retention),
+        )
+        await events.emit_global(
+            ctx,
+            "keys.rewrap_completed",
+            {
+                "primary": summary.primary,
+                "rewrapped": summary.rewrapped,
+                "scanned": summary.scanned,
+            },
+        )
 
 
 def _progress_line(interactive: bool) -> ProgressCallback:

@@ -25,6 +25,7 @@ STORE = (*BASE, "broker.store")
 SERVICES = (
     *BASE,
     "broker.store.base",
+    "broker.store.cache",
     "broker.store.keys",
     "broker.store.sealed",
     "broker.services",

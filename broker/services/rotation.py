@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from broker.crypto import FORMAT_VERSION, key_id_of
+from broker.crypto import FORMAT_VERSION, key_id_of, valid_key_id
 from broker.errors import CryptoError, UnknownKey
 from broker.store.base import Entry, PutItem, ScanPage
 from broker.store.sealed import SealedStore
@@ -42,6 +42,7 @@ DEFAULT_BATCH = 500
 MAX_ATTEMPTS = 20
 """Reseals of one record that lose to concurrent writers before it is reported as failed."""
 EXAMPLES = 5
+_VERSION = FORMAT_VERSION.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +98,26 @@ ProgressCallback = Callable[[Progress], None]
 
 
 async def count_by_key(store: SealedStore, batch: int = DEFAULT_BATCH) -> Counter[str]:
-    """Records per key id over the whole store, from the headers only (no keyring needed)."""
+    """Records per key id over the whole store: the id each value names in its header (no
+    keyring needed, nothing decoded), or `UNSEALED` for a value without a sealed header."""
     counts: Counter[str] = Counter()
     pages = _PageIterator(store, batch)
     try:
         async for page in pages:
-            for entry in page.entries:
-                try:
-                    counts[key_id_of(entry.value)] += 1
-                except CryptoError:
-                    counts[UNSEALED] += 1
+            counts.update(_named_key_id(entry.value) for entry in page.entries)
     finally:
         await pages.aclose()
     return counts
+
+
+def _named_key_id(value: bytes) -> str:
+    # Header only: `key_id_of` also decodes the body, a quarter of a counting pass's time.
+    version, _, rest = value.partition(b".")
+    raw_id, dot, _ = rest.partition(b".")
+    key_id = raw_id.decode("ascii", errors="replace")
+    if version != _VERSION or not dot or not valid_key_id(key_id):
+        return UNSEALED
+    return key_id
 
 
 async def rewrap(
