@@ -49,6 +49,7 @@ BROKER_PORT = free_port()
 BROKER_URL = f"http://127.0.0.1:{BROKER_PORT}"
 BAD_TOKEN_PORT = free_port()
 POST_SECRET = "post-secret-CANARY-5e8dd316"
+ROTATED_SECRET = "rotated-secret-CANARY-9a0b1c2d"
 JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 JWT_PEM = JWT_KEY.private_bytes(
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -111,6 +112,20 @@ oidc = oidc_peer_fixture(
                 "oidc-badtoken",
                 client_secret=TRICKY_SECRET,
             ),
+            peer_client(
+                "bad-revoke-client",
+                "client_secret_basic",
+                BROKER_URL,
+                "oidc-badrevoke",
+                client_secret=TRICKY_SECRET,
+            ),
+            peer_client(
+                "rotating-client",
+                "client_secret_basic",
+                BROKER_URL,
+                "oidc-rotating",
+                client_secret=ROTATED_SECRET,
+            ),
         ],
         "pkceRequired": True,
         "rotateRefreshToken": True,
@@ -128,6 +143,11 @@ class BadTokenEndpoint:
         self.calls = 0
         self.app = web.Application()
         self.app.router.add_post("/token", self.token)
+        self.app.router.add_post("/revoke", self.revoke)
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"error": "server_error"}, status=500)
 
     async def token(self, request: web.Request) -> web.Response:
         self.calls += 1
@@ -169,6 +189,12 @@ async def broker(
             oauth_manifest(
                 "oidc-badtoken", oidc, tokenUrlTemplate=f"http://127.0.0.1:{BAD_TOKEN_PORT}/token"
             ),
+            oauth_manifest(
+                "oidc-badrevoke",
+                oidc,
+                revocationUrlTemplate=f"http://127.0.0.1:{BAD_TOKEN_PORT}/revoke",
+            ),
+            oauth_manifest("oidc-rotating", oidc),
         ],
     )
     settings = make_settings(
@@ -186,6 +212,12 @@ async def broker(
             },
             "oidc_wrong_iss": {"client_id": "wrong-iss-client", "client_secret": TRICKY_SECRET},
             "oidc_badtoken": {"client_id": "bad-token-client", "client_secret": TRICKY_SECRET},
+            "oidc_badrevoke": {"client_id": "bad-revoke-client", "client_secret": TRICKY_SECRET},
+            # the provider already has the new secret; the broker still has the old one
+            "oidc_rotating": {
+                "client_id": "rotating-client",
+                "client_secret": "old-secret-0123456789",
+            },
         }.items():
             resp = await api.put(
                 f"{BROKER_URL}/v1/oauth-apps/{credential_key}", json=body, headers=admin()
@@ -193,7 +225,7 @@ async def broker(
             assert resp.status == 200
         oidc.reset_stats()
         yield app
-    for secret in (TRICKY_SECRET, POST_SECRET, "BEGIN PRIVATE KEY"):
+    for secret in (TRICKY_SECRET, POST_SECRET, ROTATED_SECRET, "BEGIN PRIVATE KEY"):
         assert secret not in caplog.text
 
 
@@ -498,3 +530,47 @@ async def test_session_validation(api: aiohttp.ClientSession, broker: web.Applic
         assert resp.status == status, (body, await resp.text())
         assert set(await resp.json()) == {"error", "message"}
     assert await stored_connections(broker) == []
+
+
+async def test_a_failing_revocation_is_reported_not_hidden(
+    broker: web.Application, api: aiohttp.ClientSession
+) -> None:
+    async with browser() as session:
+        result = await run_connect(session, await start_connect(api, BROKER_URL, "oidc-badrevoke"))
+    cid = result["connection_id"]
+    refused = await api.delete(f"/v1/connections/{cid}")
+    assert refused.status == 502
+    body = await refused.json()
+    assert body["error"] == "revocation_failed" and "force=true" in body["message"]
+    assert (await api.get(f"/v1/connections/{cid}")).status == 200  # kept: the only handle left
+    forced = await api.delete(f"/v1/connections/{cid}?force=true")
+    assert forced.status == 200
+    assert (await forced.json())["revocation"]["status"] == "failed"
+    assert (await api.get(f"/v1/connections/{cid}")).status == 404
+
+
+async def test_a_secret_replaced_mid_flow_does_not_break_it(
+    broker: web.Application, api: aiohttp.ClientSession, oidc: OidcPeer
+) -> None:
+    """The app's secret is read when the flow reaches the token endpoint, not when it starts;
+    refreshes use the new one too."""
+    connect_url = await start_connect(api, BROKER_URL, "oidc-rotating")
+    async with browser() as session:
+        callback = await to_callback(session, connect_url, BROKER_URL)
+        resp = await api.put(
+            "/v1/oauth-apps/oidc_rotating",
+            json={
+                "client_id": "rotating-client",
+                "client_secret": ROTATED_SECRET,
+            },
+        )
+        assert resp.status == 200
+        status, _, result = await follow_callback(session, callback)
+    assert (status, result["status"]) == (302, "connected")
+    minted = await api.post("/v1/runtime-tokens", json={"connection_id": result["connection_id"]})
+    runtime = {"Authorization": f"Bearer {(await minted.json())['token']}"}
+    before = await (await api.get("/v1/runtime/oauth/access-token", headers=runtime)).json()
+    refreshed = await api.post("/v1/runtime/oauth/refresh", headers=runtime)
+    assert refreshed.status == 200
+    assert (await refreshed.json())["access_token"] != before["access_token"]
+    assert oidc.stats()["token_errors"] == {}
