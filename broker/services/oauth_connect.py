@@ -27,7 +27,7 @@ from broker.services import (
     refresh,
 )
 from broker.services.context import Context
-from broker.services.provider_http import send
+from broker.services.provider_http import obtain_token
 from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
 from broker.store import keys
 
@@ -187,16 +187,8 @@ async def exchange_code(
         extra_params=config.token_params,
         encoding=config.token_request_encoding,
     )
-    answer = await send(ctx, request)
-    tokens = oauth.parse_token_response(
-        answer.status,
-        answer.content_type,
-        answer.body,
-        sent_at=answer.sent_at,
-        default_expires_in=config.default_expires_in,
-        requested_scopes=config.scopes,
-    )
-    return StoredToken.from_token_set(tokens, answer.sent_at)
+    redact = [code, *([record.code_verifier] if record.code_verifier else [])]
+    return await obtain_token(ctx, request, config, requested_scopes=config.scopes, redact=redact)
 
 
 async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connection:

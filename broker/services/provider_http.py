@@ -7,12 +7,15 @@ into `TransientProviderError`, so callers back off instead of marking a grant de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
 
-from broker.oauth import TokenRequest, TransientProviderError
+from broker.manifest import OAuthConfig
+from broker.oauth import TokenRequest, TransientProviderError, parse_token_response
 from broker.services.context import Context
+from broker.services.records import StoredToken
 
 MAX_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 256 * 1024
@@ -50,3 +53,29 @@ async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
     if len(body) > MAX_RESPONSE_BYTES:
         raise TransientProviderError("the provider's response is too large", error="too_large")
     return ProviderResponse(status, content_type, body, sent_at)
+
+
+async def obtain_token(
+    ctx: Context,
+    request: TokenRequest,
+    config: OAuthConfig,
+    *,
+    requested_scopes: Sequence[str],
+    previous_refresh_token: str | None = None,
+    redact: Sequence[str] = (),
+) -> StoredToken:
+    """Send a token request (code exchange, refresh, client credentials) and parse the answer
+    with the manifest's provider quirks; `redact` values never appear in an error."""
+    answer = await send(ctx, request)
+    tokens = parse_token_response(
+        answer.status,
+        answer.content_type,
+        answer.body,
+        sent_at=answer.sent_at,
+        default_expires_in=config.default_expires_in,
+        previous_refresh_token=previous_refresh_token,
+        requested_scopes=requested_scopes,
+        bearer_aliases=config.bearer_token_types,
+        redact=redact,
+    )
+    return StoredToken.from_token_set(tokens, answer.sent_at)

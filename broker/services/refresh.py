@@ -18,7 +18,7 @@ from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeou
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import connections, events, oauth_apps
 from broker.services.context import Context
-from broker.services.provider_http import send
+from broker.services.provider_http import obtain_token
 from broker.services.records import Connection, RefreshState, StoredToken
 from broker.store import keys
 
@@ -202,18 +202,14 @@ async def request_token(
             extra_params=config.token_params,
             encoding=config.token_request_encoding,
         )
-    answer = await send(ctx, request)
-    tokens = oauth.parse_token_response(
-        answer.status,
-        answer.content_type,
-        answer.body,
-        sent_at=answer.sent_at,
-        default_expires_in=config.default_expires_in,
+    return await obtain_token(
+        ctx,
+        request,
+        config,
         previous_refresh_token=previous,
         requested_scopes=conn.token.scopes if conn.token else config.scopes,
-        bearer_aliases=config.bearer_token_types,
+        redact=[previous] if previous else [],
     )
-    return StoredToken.from_token_set(tokens, answer.sent_at)
 
 
 async def _write_token(ctx: Context, connection_id: str, token: StoredToken) -> Connection:

@@ -158,6 +158,10 @@ class BadTokenEndpoint:
             return web.Response(
                 text="<html><body>Maintenance</body></html>", content_type="text/html"
             )
+        if self.mode == "bot":  # Slack's answer: a bearer token by another name
+            return web.json_response(
+                {"access_token": "xoxb-1", "token_type": "bot", "expires_in": 3600}
+            )
         if self.mode == "invalid-json":
             return web.Response(text='{"access_token": "abc', content_type="application/json")
         return web.json_response({"token_type": "bearer"})  # no access_token
@@ -187,7 +191,10 @@ async def broker(
             oauth_manifest("oidc-jwt", oidc, tokenAuthMethod="private_key_jwt"),
             oauth_manifest("oidc-wrong-iss", oidc, issuer="http://127.0.0.1:1/not-the-issuer"),
             oauth_manifest(
-                "oidc-badtoken", oidc, tokenUrlTemplate=f"http://127.0.0.1:{BAD_TOKEN_PORT}/token"
+                "oidc-badtoken",
+                oidc,
+                tokenUrlTemplate=f"http://127.0.0.1:{BAD_TOKEN_PORT}/token",
+                bearerTokenTypes=["bot"],
             ),
             oauth_manifest(
                 "oidc-badrevoke",
@@ -574,3 +581,15 @@ async def test_a_secret_replaced_mid_flow_does_not_break_it(
     assert refreshed.status == 200
     assert (await refreshed.json())["access_token"] != before["access_token"]
     assert oidc.stats()["token_errors"] == {}
+
+
+async def test_a_provider_specific_token_type(
+    broker: web.Application, api: aiohttp.ClientSession, bad_token: BadTokenEndpoint
+) -> None:
+    """`bearerTokenTypes` in the manifest: Slack answers `token_type: bot`."""
+    bad_token.mode = "bot"
+    async with browser() as session:
+        result = await run_connect(session, await start_connect(api, BROKER_URL, "oidc-badtoken"))
+    assert result["status"] == "connected"
+    conn = await load_connection(broker, result["connection_id"])
+    assert conn.token is not None and conn.token.token_type == "Bearer"
