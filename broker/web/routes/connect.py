@@ -16,6 +16,10 @@ from broker.web.views import iso, read_json
 routes = web.RouteTableDef()
 
 
+def dead_link_page() -> web.Response:
+    return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+
+
 @routes.post("/v1/connect-sessions")
 async def create_session(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
@@ -36,7 +40,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     session = await connect_sessions.load(ctx, token)
     if session is None:
-        return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+        return dead_link_page()
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
         return settings_form(manifest, request.path)
@@ -63,7 +67,7 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     token = request.match_info["token"]
     session = await connect_sessions.load(ctx, token)
     if session is None:
-        return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+        return dead_link_page()
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode != "api_key":
         return error_page("invalid_request", "This connector connects with OAuth.", 400)
