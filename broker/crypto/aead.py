@@ -43,7 +43,13 @@ def seal(keyring: Keyring, plaintext: bytes, aad: bytes) -> bytes:
 def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
     """Decrypt a sealed value; `UnknownKey` if its key is not in the keyring, `CryptoError`
     if it is malformed, tampered with, or was sealed under another AAD."""
-    key_id, body = _parse(sealed)
+    parsed = _parsed.get(sealed)
+    if parsed is None:
+        parsed = _parse(sealed)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[sealed] = parsed
+    key_id, body = parsed
     key = keyring.key(key_id)
     header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
     nonce, ciphertext = body[:NONCE_SIZE], body[NONCE_SIZE:]
@@ -56,6 +62,10 @@ def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
 
 
 _ciphers: dict[bytes, AESGCM] = {}
+# The hot path opens the same cached (sealed) record over and over: remember how its text
+# splits and decodes. What is kept is still ciphertext; decryption runs on every open.
+_parsed: dict[bytes, tuple[str, bytes]] = {}
+_PARSED_MAX = 4096
 
 
 def _cipher(key: bytes) -> AESGCM:

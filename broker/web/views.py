@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -18,6 +19,12 @@ def iso(ts: float | None) -> str | None:
     """ISO-8601 UTC with seconds, e.g. 2026-11-24T07:00:00Z."""
     if ts is None:
         return None
+    return _iso_seconds(int(ts))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_seconds(ts: int) -> str:
+    # the access-token hot path formats the same expiry over and over
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 

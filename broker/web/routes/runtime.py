@@ -79,7 +79,8 @@ async def secret(request: web.Request) -> web.Response:
 
 @routes.get("/v1/runtime/oauth/access-token")
 async def access_token(request: web.Request) -> web.Response:
-    raw = request.query.get("min_ttl")
+    # most calls send no query: skip building the query multidict for them
+    raw = request.query.get("min_ttl") if request.query_string else None
     min_ttl: float | None = None
     if raw is not None:
         try:
