@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 from aiohttp import web
@@ -74,7 +75,7 @@ def _grant(request: web.Request) -> RuntimeGrant:
 async def secret(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     value, version = await runtime_access.read_secret(request.app[CONTEXT], _grant(request), name)
-    return web.json_response({"name": name, "value": value, "version": version})
+    return _json({"name": name, "value": value, "version": version})
 
 
 @routes.get("/v1/runtime/oauth/access-token")
@@ -92,7 +93,7 @@ async def access_token(request: web.Request) -> web.Response:
     token = await runtime_access.access_token(
         request.app[CONTEXT], _grant(request), min_ttl=min_ttl
     )
-    return web.json_response(_token_view(token))
+    return _json(_token_view(token))
 
 
 @routes.post("/v1/runtime/oauth/refresh")
@@ -101,6 +102,11 @@ async def force_refresh(request: web.Request) -> web.Response:
         request.app[CONTEXT], _grant(request), min_ttl=None, force=True
     )
     return web.json_response(_token_view(token))
+
+
+def _json(data: dict[str, object]) -> web.Response:
+    # bytes straight in: `web.json_response` goes through text and a charset lookup per call
+    return web.Response(body=json.dumps(data).encode(), content_type="application/json")
 
 
 def _token_view(token: StoredToken) -> dict[str, object]:
