@@ -18,19 +18,15 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
+from common import ADMIN, call, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN = "bench-admin-token-0123456789"
 
 BARE = """
 import sys
@@ -47,34 +43,6 @@ except ImportError:
     loop = asyncio.new_event_loop()
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None, loop=loop)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
-
-
-def call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        url,
-        method=method,
-        data=json.dumps(body).encode() if body else None,
-        headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def wrk(url: str, token: str | None, duration: int, connections: int) -> dict[str, float]:
