@@ -23,6 +23,7 @@ from broker.web.state import CONTEXT
 from tests.e2e.harness import (
     TRICKY_SECRET,
     browser,
+    forward,
     free_port,
     oauth_manifest,
     peer_client,
@@ -80,18 +81,7 @@ class TokenProxy:
     async def token(self, request: web.Request) -> web.Response:
         if self.failing:
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("authorization", "content-type", "accept")
-        }
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.upstream, data=await request.read(), headers=headers) as resp,
-        ):
-            return web.Response(
-                body=await resp.read(), status=resp.status, content_type="application/json"
-            )
+        return await forward(request, self.upstream, await request.read())
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.e2e.harness import (
     RETURN_ORIGIN,
     TRICKY_SECRET,
     browser,
+    forward,
     free_port,
     oauth_manifest,
     peer_client,
@@ -79,18 +80,7 @@ class HoldingProxy:
             if request.transport is None or request.transport.is_closing():
                 self.dropped += 1
                 return web.Response(status=499)
-        headers = {
-            k: v
-            for k, v in request.headers.items()
-            if k.lower() in ("authorization", "content-type", "accept")
-        }
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.upstream, data=body, headers=headers) as resp,
-        ):
-            return web.Response(
-                body=await resp.read(), status=resp.status, content_type="application/json"
-            )
+        return await forward(request, self.upstream, body)
 
 
 @pytest.fixture(scope="module")
