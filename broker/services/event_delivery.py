@@ -34,6 +34,7 @@ from broker.config import events_signing_key
 from broker.errors import BrokerError, VersionConflict
 from broker.services import event_outbox, events, records
 from broker.services.context import Context
+from broker.services.polling import poll_forever
 from broker.services.records import Delivery, Event, EventQueue, LoggedEvent
 from broker.store import keys
 
@@ -76,14 +77,7 @@ class EventWorker:
         return self._key is not None and bool(self.ctx.settings.events_url)
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.run_once()
-            except BrokerError as exc:
-                log.warning("event worker: %s", exc.code)
-                handled = 0
-            if handled < self.batch:
-                await asyncio.sleep(self.interval * random.uniform(0.5, 1.5))
+        await poll_forever("event-worker", self.run_once, batch=self.batch, interval=self.interval)
 
     async def run_once(self) -> int:
         # the due index is shared with the refresher: take only our entries

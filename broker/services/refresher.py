@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 from broker.errors import BrokerError, NotFound
 from broker.services import connections, refresh
 from broker.services.context import Context
+from broker.services.polling import poll_forever
 from broker.store import keys
 
 log = logging.getLogger("broker.refresher")
@@ -33,14 +33,7 @@ class Refresher:
         self.failed = 0
 
     async def run(self) -> None:
-        while True:
-            try:
-                handled = await self.run_once()
-            except BrokerError as exc:
-                log.warning("refresher: %s", exc.code)
-                handled = 0
-            if handled < self.batch:
-                await asyncio.sleep(self.interval * random.uniform(0.5, 1.5))
+        await poll_forever("refresher", self.run_once, batch=self.batch, interval=self.interval)
 
     async def run_once(self) -> int:
         items = await self.ctx.store.due(self.ctx.clock(), self.batch)
