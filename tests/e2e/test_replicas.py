@@ -33,7 +33,10 @@ from tests.helpers import ADMIN_TOKEN, admin
 from tests.peers.oidc import OidcPeer, oidc_peer_fixture
 from tests.store.redis_servers import RedisServer
 
-TTL = 2
+# Tokens live TTL seconds, so each is stale after TTL/2 (the capped margin). A burst must end
+# well inside one margin, or a loaded machine sees a second, legitimate, expiry mid-burst.
+TTL = 6
+CYCLES = 6
 PORT_A, PORT_B, HOLD_PORT = free_port(), free_port(), free_port()
 URL_A, URL_B = f"http://127.0.0.1:{PORT_A}", f"http://127.0.0.1:{PORT_B}"
 
@@ -188,13 +191,17 @@ async def test_one_refresh_per_expiry_across_replicas(
     connection_id, runtime = await connect("rep")
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        previous = (await burst(session, runtime, 1))[0]["access_token"]
-        for cycle in range(20):
+        # a fresh token: this burst only opens the 500 connections the cycles reuse
+        (previous,) = {a["access_token"] for a in await burst(session, runtime, 500)}
+        loop = asyncio.get_running_loop()
+        for cycle in range(CYCLES):
             await asyncio.sleep(TTL / 2 + 0.15)  # past the capped margin: stale for everyone
             oidc.reset_stats()
+            started = loop.time()
             answers = await burst(session, runtime, 500)
+            took = loop.time() - started
             tokens = {a["access_token"] for a in answers}
-            assert len(tokens) == 1, f"cycle {cycle}: {len(tokens)} different tokens"
+            assert len(tokens) == 1, f"cycle {cycle}: {len(tokens)} tokens, burst took {took:.2f}s"
             assert previous not in tokens, f"cycle {cycle}: no refresh happened"
             assert oidc.token_requests("refresh_token") == 1, f"cycle {cycle}: {oidc.stats()}"
             assert oidc.stats()["token_errors"] == {}
@@ -254,7 +261,7 @@ async def test_background_refreshers_never_double_refresh(
 ) -> None:
     connections = [await connect("rep") for _ in range(8)]
     oidc.reset_stats()
-    await asyncio.sleep(TTL * 3)
+    await asyncio.sleep(TTL * 1.5)  # several proactive refreshes (every quarter life) each
     refreshes = oidc.token_requests("refresh_token")
     assert refreshes >= len(connections) * 2  # both replicas' refreshers kept every one fresh
     assert oidc.stats()["token_errors"] == {}  # a double refresh would reuse a rotated token
