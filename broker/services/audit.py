@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from broker.errors import StoreUnavailable
+from broker.errors import InvalidRequest, StoreUnavailable
 from broker.store import keys
 from broker.store.sealed import SealedStore
 
@@ -27,6 +28,10 @@ log = logging.getLogger("broker.audit")
 
 MAX_BUFFER = 100_000
 FLUSH_INTERVAL = 1.0
+BATCH_PAGE = 50
+"""Batches fetched per round trip when reading."""
+MAX_BATCHES_READ = 1000
+"""Batches one query reads at most before answering with a cursor."""
 
 
 class AuditLog:
@@ -88,13 +93,18 @@ class AuditLog:
         failed: list[dict[str, Any]] = []
         for tenant_id, entries in by_tenant.items():
             self._seq += 1
-            suffix = f"{int(self._clock() * 1000):013d}-{self._replica}-{self._seq}"
+            now = self._clock()
+            batch_id = f"{int(now * 1000):013d}-{self._replica}-{self._seq}"
+            index = keys.audit_index(tenant_id)
             try:
+                # indexed first: a crash in between leaves an id that reads as missing
+                await self._store.index_add(index, batch_id, self._retention)
                 await self._store.put_ttl(
-                    keys.audit_batch(tenant_id, suffix),
+                    keys.audit_batch(tenant_id, batch_id),
                     json.dumps(entries).encode(),
                     self._retention,
                 )
+                await self._store.index_trim(index, f"{int((now - self._retention) * 1000):013d}")
             except StoreUnavailable:
                 failed.extend(entries)
         if failed:
@@ -121,23 +131,65 @@ class AuditLog:
             await self.flush()
 
     async def query(
-        self, tenant_id: str, connection_id: str | None = None, limit: int = 500
-    ) -> list[dict[str, Any]]:
-        """Newest first. Flushes this replica's buffer first so its own entries show up."""
+        self,
+        tenant_id: str,
+        connection_id: str | None = None,
+        limit: int = 500,
+        before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first (by the flush that wrote them: replicas interleave within a second),
+        at most `limit` entries, and the cursor to pass as `before` for older ones (None:
+        there are none). Batches are read through the tenant's index, at most
+        `MAX_BATCHES_READ` per call, so a narrow filter over a long history answers a short
+        page and a cursor instead of reading the whole retention period. This replica's
+        buffer is flushed first so that its own entries show up."""
+        pending: list[str] = []
+        skip, upper = 0, None
+        if before is not None:
+            pending, skip, upper = _parse_cursor(before)
         await self.flush()
-        entries: list[dict[str, Any]] = []
-        cursor: str | None = None
-        prefix = keys.audit_prefix(tenant_id)
+        index = keys.audit_index(tenant_id)
+        found: list[dict[str, Any]] = []
+        read = 0
         while True:
-            page = await self._store.scan(prefix, cursor)
-            for entry in page.entries:
-                entries.extend(
-                    e
-                    for e in json.loads(entry.value)
-                    if connection_id is None or e["connection_id"] == connection_id
+            if not pending:
+                if read >= MAX_BATCHES_READ:
+                    return found, upper
+                pending = await self._store.index_range(
+                    index, before=upper, limit=BATCH_PAGE, descending=True
                 )
-            cursor = page.cursor
-            if cursor is None:
-                break
-        entries.sort(key=lambda e: e["at"], reverse=True)
-        return entries[:limit]
+                if not pending:
+                    return found, None
+            loaded = await asyncio.gather(
+                *(self._store.get(keys.audit_batch(tenant_id, b)) for b in pending)
+            )
+            for batch_id, batch in zip(pending, loaded, strict=True):
+                read, upper = read + 1, batch_id
+                rows = [] if batch is None else json.loads(batch[0])
+                if connection_id is not None:
+                    rows = [e for e in rows if e["connection_id"] == connection_id]
+                rows.sort(key=lambda e: e["at"], reverse=True)  # stable: a cursor's offset holds
+                room = limit - len(found)
+                if len(rows) - skip > room:
+                    found.extend(rows[skip : skip + room])
+                    return found, f"{batch_id}.{skip + room}"
+                found.extend(rows[skip:])
+                skip = 0
+                if len(found) == limit:
+                    return found, batch_id
+            pending = []
+
+
+_CURSOR = re.compile(r"([0-9]{13}-[0-9a-f]{8}-[0-9]{1,18})(?:\.([0-9]{1,9}))?")
+
+
+def _parse_cursor(cursor: str) -> tuple[list[str], int, str]:
+    """(batches to read first, entries of the first to skip, the index bound): `<batch>`
+    means the batches older than it, `<batch>.<n>` that batch from its n-th entry on."""
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise InvalidRequest("before must be the `next` cursor of an earlier page")
+    batch_id, offset = match.groups()
+    if offset is None:
+        return [], 0, batch_id
+    return [batch_id], int(offset), batch_id

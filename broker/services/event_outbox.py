@@ -127,7 +127,13 @@ async def _log(ctx: Context, stream: str, event: Event) -> None:
         )
     retention = ctx.settings.events_retention
     logged = LoggedEvent(event=event, stream=stream, expires_at=now + retention)
+    # indexed first: a crash in between leaves an id that reads as missing, never an event
+    # that no page lists
+    await ctx.store.index_add(keys.EVENT_LOG, event.id, retention)
     await records.save_ttl(ctx.store, key, logged, retention)
+    # the least id still inside the retention (ids are `evt_` + 13-digit ms + ...)
+    floor = f"evt_{int((now - retention) * 1000):013d}"
+    await ctx.store.index_trim(keys.EVENT_LOG, floor)
 
 
 async def _enqueue(ctx: Context, stream: str, events: Sequence[Event]) -> None:

@@ -12,7 +12,7 @@ Reading: `list_after` pages the log in id order for pull consumers (GET /v1/even
 
 from __future__ import annotations
 
-import bisect
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -27,7 +27,6 @@ from broker.services import event_outbox, records
 from broker.services.context import Context
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
 from broker.store import keys
-from broker.store.base import Entry
 
 log = logging.getLogger("broker.events")
 
@@ -183,36 +182,33 @@ async def delete_connection(ctx: Context, connection_id: str, data: Mapping[str,
 
 
 async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]:
-    """Up to `limit` logged events with ids above `after`, in id order. Events younger than
-    `BROKER_EVENTS_PULL_DELAY` are held back: one still being moved into the log (ids are
-    given at creation) must not land behind a cursor that has already passed it."""
+    """Up to `limit` logged events with ids above `after`, in id order, read through the log's
+    ordered index (`keys.EVENT_LOG`): a page costs its own size, however long the log.
+    Events younger than `BROKER_EVENTS_PULL_DELAY` are held back: one still being moved into
+    the log (ids are given at creation) must not land behind a cursor that has already
+    passed it."""
     now = ctx.clock()
     horizon = int((now - ctx.settings.events_pull_delay) * 1000)
-    best: list[tuple[str, Entry]] = []  # the `limit` smallest ids so far, sorted
-    cursor: str | None = None
-    while True:
-        # ids are in the keys: only the events returned are opened
-        page = await ctx.store.scan_raw(keys.EVENT_PREFIX, cursor)
-        for entry in page.entries:
-            event_id = keys.record_id(entry.key)
-            if (
-                not is_event_id(event_id)
-                or (after is not None and event_id <= after)
-                or id_time_ms(event_id) > horizon
-                or (len(best) == limit and event_id >= best[-1][0])
-            ):
+    found: list[Event] = []
+    cursor = after
+    while len(found) < limit:
+        ids = await ctx.store.index_range(keys.EVENT_LOG, after=cursor, limit=limit)
+        ready = [i for i in ids if is_event_id(i) and id_time_ms(i) <= horizon]
+        loaded = await asyncio.gather(
+            *(records.load(ctx.store, keys.event(i), LoggedEvent) for i in ready)
+        )
+        for event_id, record in zip(ready, loaded, strict=True):
+            if record is None:
+                continue  # expired, or its move is still under way (the pull delay covers it)
+            logged = record[0]
+            if logged.expires_at <= now:
+                # a rewrap rewrote it without its TTL: past the retention all the same
+                await ctx.store.delete(keys.event(event_id))
                 continue
-            bisect.insort(best, (event_id, entry), key=lambda item: item[0])
-            del best[limit:]
-        cursor = page.cursor
-        if cursor is None:
-            break
-    found = []
-    for _, entry in best:
-        logged = LoggedEvent.model_validate_json(ctx.store.open(entry.key, entry.value))
-        if logged.expires_at <= now:
-            # a rewrap rewrote it without its TTL: past the retention all the same
-            await ctx.store.delete(entry.key)
-            continue
-        found.append(logged.event)
+            found.append(logged.event)
+            if len(found) == limit:
+                break
+        if len(ids) < limit or len(ready) < len(ids):
+            break  # the index is exhausted, or the rest is younger than the horizon
+        cursor = ids[-1]
     return found

@@ -105,6 +105,27 @@ class Store(Protocol):
         """At most `limit` items with `at <= now`, earliest first within a partition. Items stay
         in the index until rescheduled or unscheduled."""
 
+    async def index_add(self, index: str, member: str, ttl: float) -> None:
+        """Put `member` in the ordered index `index` (already there: no error). Members order
+        by their UTF-8 bytes and are ids, never secrets. A member stays listed at least `ttl`
+        seconds; after that it may vanish, and does once the index has gone `ttl` seconds
+        without an add or `index_trim` removes it."""
+
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[str]:
+        """At most `limit` members strictly between `after` and `before` (None: unbounded),
+        in ascending order, or descending (from `before` down) when `descending`."""
+
+    async def index_trim(self, index: str, below: str) -> int:
+        """Remove the members that sort before `below`; returns how many."""
+
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""
 
@@ -120,3 +141,11 @@ class ChangeFeed(Protocol):
     async def watch_changes(self, on_change: Callable[[str | None], None]) -> None:
         """Run until cancelled, calling `on_change(key)` after each write of a durable record
         and `on_change(None)` whenever changes may have been missed (forget everything)."""
+
+
+def check_index(index: str, member: str | None = None) -> None:
+    """The names every backend accepts: a Redis hash tag wraps the index name, so no braces."""
+    if not index or "{" in index or "}" in index:
+        raise ValueError("an index name is a non-empty string without braces")
+    if member is not None and not member:
+        raise ValueError("an index member cannot be empty")

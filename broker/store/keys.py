@@ -15,6 +15,8 @@ OAUTH_STATE_PREFIX = "{state_"
 TENANT_PREFIX = "{tenant_"
 AUDIT_PREFIX = "{audit_"
 EVENT_PREFIX = "{evt_"
+EVENT_LOG = "events"
+"""The ordered index of the event log: every logged event's id (`GET /v1/events` pages it)."""
 GLOBAL_EVENTS = "events_global"
 """The event stream of events that belong to no connection (its keys: `{events_global}:...`)."""
 
@@ -57,8 +59,9 @@ def audit_batch(tenant_id: str, suffix: str) -> str:
     return _tagged(f"audit_{tenant_id}", suffix)
 
 
-def audit_prefix(tenant_id: str) -> str:
-    return _tagged(f"audit_{tenant_id}", "")
+def audit_index(tenant_id: str) -> str:
+    """The ordered index of a tenant's audit batches (members: the batch key suffixes)."""
+    return f"audit:{tenant_id}"
 
 
 def event(event_id: str) -> str:

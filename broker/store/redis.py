@@ -23,7 +23,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from broker.errors import StoreUnavailable, VersionConflict
 from broker.store import redis_scripts as lua
-from broker.store.base import DueItem, PutItem, ScanPage
+from broker.store.base import DueItem, PutItem, ScanPage, check_index
 from broker.store.redis_connect import Client, connect
 from broker.store.redis_layout import DUE_PARTITIONS, Layout
 from broker.store.redis_scan import scan_page
@@ -59,6 +59,7 @@ class RedisStore:
         self._cas_delete = client.register_script(lua.CAS_DELETE)
         self._take = client.register_script(lua.TAKE)
         self._release = client.register_script(lua.RELEASE)
+        self._index_add = client.register_script(lua.INDEX_ADD)
 
     @classmethod
     async def open(
@@ -199,6 +200,44 @@ class RedisStore:
         name = self._layout.lock(key)
         result = await self._run("release", lambda: self._release(keys=[name], args=[token]))
         return int(result) == 1
+
+    async def index_add(self, index: str, member: str, ttl: float) -> None:
+        check_index(index, member)
+        args: list[str | int] = [member, _ms(ttl)]
+        name = self._layout.index(index)
+        await self._run("index_add", lambda: self._index_add(keys=[name], args=args))
+
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[str]:
+        check_index(index)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        name = self._layout.index(index)
+        low = "-" if after is None else "(" + after
+        high = "+" if before is None else "(" + before
+
+        async def call() -> list[Any]:
+            if descending:
+                return await self._client.zrevrangebylex(name, high, low, 0, limit)
+            return await self._client.zrangebylex(name, low, high, 0, limit)
+
+        return [bytes(m).decode() for m in await self._run("index_range", call)]
+
+    async def index_trim(self, index: str, below: str) -> int:
+        check_index(index)
+        name = self._layout.index(index)
+        return int(
+            await self._run(
+                "index_trim", lambda: self._client.zremrangebylex(name, "-", "(" + below)
+            )
+        )
 
     async def schedule(self, key: str, at: float) -> None:
         index = self._layout.due_key(key)

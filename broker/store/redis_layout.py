@@ -3,6 +3,7 @@
     <ns>:<store key>              hash {v, n}: a record (value, version); PEXPIRE for put_ttl
     <ns>:<store key>#lock         string: lock owner token, PX ttl
     <ns>#due:{<partition tag>}    sorted set: due-time index partition, member = store key
+    <ns>#index:{<index name>}     sorted set, all scores 0: an ordered index (ids, by bytes)
 
 Store keys start with a hash tag (`{conn_1}:record`), so a record and its lock share a slot
 and `<ns>:{conn_1}:*` finds all of one connection's keys. The due index lives beside the
@@ -82,6 +83,9 @@ class Layout:
         """The due-index partition holding `key`: the one owning the slot of its record."""
         slot = key_slot((self._record_prefix + key).encode())
         return self.due_keys[_partition(slot, len(self.due_keys))]
+
+    def index(self, name: str) -> str:
+        return f"{self.namespace}#index:{{{name}}}"
 
     def scan_pattern(self, prefix: str) -> str:
         return glob_escape(self._record_prefix + prefix) + "*"

@@ -70,3 +70,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+# KEYS[1] ordered index (sorted set, every score 0: members order by their bytes); ARGV[1]
+# member; ARGV[2] ttl in ms. The index expires ttl after its latest add, never sooner than an
+# earlier add asked (PTTL is -1 on a fresh key, so that gets its expiry too).
+INDEX_ADD = """
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""

@@ -127,7 +127,7 @@ class SealedStore:
         """The sealed entries as stored (rotation reads key ids with `key_id_of`)."""
         return await self._inner.scan(prefix, cursor, limit)
 
-    # --- locks, due index, lifecycle (no secrets: pass-through) -----------------------------
+    # --- locks, due index, ordered indexes, lifecycle (no secrets: pass-through) -----------
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         return await self._inner.acquire(key, ttl)
@@ -143,6 +143,25 @@ class SealedStore:
 
     async def due(self, now: float, limit: int) -> list[DueItem]:
         return await self._inner.due(now, limit)
+
+    async def index_add(self, index: str, member: str, ttl: float) -> None:
+        await self._inner.index_add(index, member, ttl)
+
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[str]:
+        return await self._inner.index_range(
+            index, after=after, before=before, limit=limit, descending=descending
+        )
+
+    async def index_trim(self, index: str, below: str) -> int:
+        return await self._inner.index_trim(index, below)
 
     async def ping(self) -> None:
         await self._inner.ping()

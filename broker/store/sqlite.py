@@ -28,11 +28,12 @@ from contextlib import contextmanager
 from typing import Literal, TypeVar
 
 from broker.errors import StoreUnavailable, VersionConflict
-from broker.store.base import DueItem, Entry, PutItem, ScanPage
+from broker.store.base import DueItem, Entry, PutItem, ScanPage, check_index
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added `ordered` (the ordered indexes); a version-1 file is upgraded in place."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS kv (
@@ -50,6 +51,13 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS locks_expiry ON locks (expires_at)",
     "CREATE TABLE IF NOT EXISTS due (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS due_at ON due (at, key)",
+    """CREATE TABLE IF NOT EXISTS ordered (
+        name TEXT NOT NULL,
+        member TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (name, member)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ordered_expiry ON ordered (expires_at)",
 )
 
 # Rows of expired data removed per write that creates an expiring row: more than one, so the
@@ -78,6 +86,25 @@ _SCAN = {
     (True, False): _SCAN_COLUMNS + "key >= ?" + _SCAN_TAIL,
     (False, True): _SCAN_COLUMNS + "key > ? AND key < ?" + _SCAN_TAIL,
     (False, False): _SCAN_COLUMNS + "key > ?" + _SCAN_TAIL,
+}
+
+_INDEX_ADD = (
+    "INSERT INTO ordered (name, member, expires_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (name, member) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"
+)
+_PURGE_ORDERED = (
+    "DELETE FROM ordered WHERE (name, member) IN "
+    "(SELECT name, member FROM ordered WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)"
+)
+# One constant statement per (upper bound?, descending?); the empty string, below every
+# member, stands for "no lower bound".
+_INDEX_COLUMNS = "SELECT member FROM ordered WHERE name = ? AND member > ? "
+_INDEX_LIVE = "AND expires_at > ? ORDER BY member "
+_INDEX_RANGE = {
+    (False, False): _INDEX_COLUMNS + _INDEX_LIVE + "LIMIT ?",
+    (False, True): _INDEX_COLUMNS + _INDEX_LIVE + "DESC LIMIT ?",
+    (True, False): _INDEX_COLUMNS + "AND member < ? " + _INDEX_LIVE + "LIMIT ?",
+    (True, True): _INDEX_COLUMNS + "AND member < ? " + _INDEX_LIVE + "DESC LIMIT ?",
 }
 
 
@@ -275,6 +302,52 @@ class SqliteStore:
                 "SELECT key, at FROM due WHERE at <= ? ORDER BY at, key LIMIT ?", (now, limit)
             ).fetchall()
             return [DueItem(str(k), float(a)) for k, a in rows]
+
+        return await self._run(op)
+
+    async def index_add(self, index: str, member: str, ttl: float) -> None:
+        check_index(index, member)
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+
+        def op(conn: sqlite3.Connection) -> None:
+            with _write_transaction(conn):
+                now = time.time()
+                conn.execute(_INDEX_ADD, (index, member, now + ttl))
+                conn.execute(_PURGE_ORDERED, (now, _PURGE_BATCH))
+
+        await self._run(op)
+
+    async def index_range(
+        self,
+        index: str,
+        *,
+        after: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+    ) -> list[str]:
+        check_index(index)
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        sql = _INDEX_RANGE[(before is not None, descending)]
+        bounds = (after or "",) if before is None else (after or "", before)
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(sql, (index, *bounds, time.time(), limit)).fetchall()
+            return [str(member) for (member,) in rows]
+
+        return await self._run(op)
+
+    async def index_trim(self, index: str, below: str) -> int:
+        check_index(index)
+
+        def op(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    "DELETE FROM ordered WHERE name = ? AND member < ?", (index, below)
+                ).rowcount
+            )
 
         return await self._run(op)
 

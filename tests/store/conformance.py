@@ -387,6 +387,84 @@ class StoreConformance:
             assert len({k for k, _ in items}) == len(items), "an item returned twice"
             assert all(item in due_in_order for item in items)
 
+    async def test_index_orders_members_by_their_bytes(self, store: Store) -> None:
+        index = f"ordered:{uid()}"
+        members = ["b", "a", "ba", "B", "a0", "é", "z", "b"]  # "b" twice: added once
+        for member in members:
+            await store.index_add(index, member, 30)
+        ascending = sorted(set(members), key=str.encode)
+        assert ascending == ["B", "a", "a0", "b", "ba", "z", "é"]
+        assert await store.index_range(index, limit=100) == ascending
+        assert await store.index_range(index, limit=100, descending=True) == ascending[::-1]
+        assert await store.index_range(index, after="a", limit=100) == ["a0", "b", "ba", "z", "é"]
+        assert await store.index_range(index, after="a", before="ba", limit=100) == ["a0", "b"]
+        assert await store.index_range(index, before="b", limit=2, descending=True) == ["a0", "a"]
+        assert await store.index_range(index, after="a0", before="b", limit=100) == []
+        assert await store.index_range(index, after="é", limit=100) == []
+        assert await store.index_range(f"ordered:{uid()}", limit=100) == []  # never added to
+
+    async def test_index_pages_in_both_directions(self, store: Store) -> None:
+        index = f"ordered:{uid()}"
+        members = [f"evt_{i:05d}" for i in range(250)]
+        await asyncio.gather(*(store.index_add(index, m, 30) for m in members))
+        for descending in (False, True):
+            seen: list[str] = []
+            while page := await store.index_range(
+                index,
+                after=None if descending or not seen else seen[-1],
+                before=seen[-1] if descending and seen else None,
+                limit=40,
+                descending=descending,
+            ):
+                assert len(page) <= 40
+                seen.extend(page)
+            assert seen == (members[::-1] if descending else members)
+
+    async def test_indexes_are_separate(self, store: Store) -> None:
+        run = uid()
+        await store.index_add(f"audit:{run}-a", "1", 30)
+        await store.index_add(f"audit:{run}-b", "2", 30)
+        assert await store.index_range(f"audit:{run}-a") == ["1"]
+        assert await store.index_range(f"audit:{run}-b") == ["2"]
+        # an index is not a record: a record scan never lists it
+        assert not [key for key in await _scan_all(store, "") if run in key]
+
+    async def test_index_trim_removes_what_sorts_below(self, store: Store) -> None:
+        index = f"ordered:{uid()}"
+        for member in ("10", "11", "20", "21", "3"):
+            await store.index_add(index, member, 30)
+        assert await store.index_trim(index, "2") == 2
+        assert await store.index_range(index) == ["20", "21", "3"]
+        assert await store.index_trim(index, "2") == 0
+        assert await store.index_trim(index, "20") == 0  # strictly below
+        assert await store.index_trim(f"ordered:{uid()}", "z") == 0
+
+    async def test_index_members_expire_after_their_ttl(self, store: Store) -> None:
+        index = f"ordered:{uid()}"
+        await store.index_add(index, "short", TTL)
+        await store.index_add(index, "also-short", TTL)
+        assert await store.index_range(index) == ["also-short", "short"]
+        await asyncio.sleep(PAST_TTL)
+        assert await store.index_range(index) == []
+        # a longer ttl is never cut short by a later, shorter add
+        await store.index_add(index, "long", 30)
+        await store.index_add(index, "long", TTL)
+        await asyncio.sleep(PAST_TTL)
+        assert await store.index_range(index) == ["long"]
+
+    async def test_index_names_and_members_are_checked(self, store: Store) -> None:
+        for bad_index in ("", "with{brace", "with}brace"):
+            with pytest.raises(ValueError, match="index name"):
+                await store.index_add(bad_index, "m", 30)
+            with pytest.raises(ValueError, match="index name"):
+                await store.index_range(bad_index)
+        with pytest.raises(ValueError, match="member"):
+            await store.index_add("ordered", "", 30)
+        with pytest.raises(ValueError, match="ttl"):
+            await store.index_add("ordered", "m", 0)
+        with pytest.raises(ValueError, match="limit"):
+            await store.index_range("ordered", limit=0)
+
     async def test_binary_values_round_trip(self, store: Store) -> None:
         every_byte = bytes(range(256))
         run = uid()

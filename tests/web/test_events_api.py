@@ -147,6 +147,30 @@ async def test_paging_with_a_cursor(api: Client) -> None:
     assert (await api.get("/v1/events")).status == 401
 
 
+async def test_a_page_reads_only_its_own_events(
+    api: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = api.app[CONTEXT]
+    emitted = [
+        (await events.emit_global(ctx, "keys.rewrap_completed", {"n": n})).id for n in range(120)
+    ]
+    reads: list[str] = []
+    get = ctx.store.get
+
+    async def counting_get(key: str) -> tuple[bytes, int] | None:
+        reads.append(key)
+        return await get(key)
+
+    monkeypatch.setattr(ctx.store, "get", counting_get)
+    page = await listed(api, after=emitted[99], limit="5")
+    assert [e["id"] for e in page["events"]] == emitted[100:105]
+    assert reads == [keys.event(i) for i in emitted[100:105]]  # not the other 115
+    # an id whose record is gone (expired) is passed over, the page still filled
+    await ctx.store.delete(keys.event(emitted[101]))
+    page = await listed(api, after=emitted[99], limit="5")
+    assert [e["id"] for e in page["events"]] == [emitted[100], *emitted[102:106]]
+
+
 async def test_fresh_events_are_held_back_for_the_pull_delay(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -84,6 +84,19 @@ async def test_secrets_get(client: Client, caplog: pytest.LogCaptureFixture) -> 
     assert all(e["actor"].startswith("runtime:rt_") for e in reads)
     assert key not in str(audit) and key not in caplog.text and token not in caplog.text
 
+    # one entry a page, by the `next` cursor, gives the same entries in the same order
+    paged: list[object] = []
+    query = f"/v1/audit?tenant_id=t1&connection_id={cid}&limit=1"
+    cursor: str | None = ""
+    while cursor is not None:
+        page = await (await client.get(f"{query}&before={cursor}", headers=admin())).json()
+        paged.extend(page["entries"])
+        cursor = page["next"]
+    assert paged == audit["entries"] and audit["next"] is None
+    for bad in ("x", "1700000000000-zz-1", "1700000000000-0011aabb-1.-1", "1" * 200):
+        refused = await client.get(f"{query}&before={bad}", headers=admin())
+        assert refused.status == 400 and (await refused.json())["error"] == "invalid_request"
+
 
 async def test_bad_runtime_tokens(client: Client, keyring_file: Path) -> None:
     cid = await connect(client, "t1", "stripe", {"api_key": "sk_test_x"})

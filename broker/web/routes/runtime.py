@@ -63,8 +63,15 @@ async def audit(request: web.Request) -> web.Response:
     limit = request.query.get("limit", "500")
     if not limit.isdigit() or not 1 <= int(limit) <= 5000:
         raise InvalidRequest("limit must be 1 to 5000")
-    entries = await ctx.audit.query(tenant_id, request.query.get("connection_id"), int(limit))
-    return web.json_response({"entries": [{**e, "at": iso(e["at"])} for e in entries]})
+    entries, more = await ctx.audit.query(
+        tenant_id,
+        request.query.get("connection_id"),
+        int(limit),
+        before=request.query.get("before") or None,
+    )
+    return web.json_response(
+        {"entries": [{**e, "at": iso(e["at"])} for e in entries], "next": more}
+    )
 
 
 def _grant(request: web.Request) -> RuntimeGrant:
