@@ -421,7 +421,7 @@ class Bench:
             keyring_file=self.tmp / "keyring.json",
             connectors_dirs=[self.tmp / "connectors"],
         )
-        sealed = SealedStore(await RedisStore.open(url), KeyringFile(settings.keyring_file).get)
+        sealed = SealedStore(await RedisStore.open(url), KeyringFile(self.tmp / "keyring.json").get)
         return Context(
             settings=settings,
             catalog=load_catalog(settings.connectors_dirs),
@@ -520,11 +520,11 @@ def print_profile(path: Path, top: int = 15) -> None:
     self_time: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+        stack, _, samples = line.rpartition(" ")
         if not stack:
             continue
-        total += int(count)
-        self_time[stack.split(";")[-1]] += int(count)
+        total += int(samples)
+        self_time[stack.split(";")[-1]] += int(samples)
     print(f"py-spy, broker process, {total} samples; top frames by self time:\n")
     print("| frame | % |")
     print("|---|--:|")

@@ -216,8 +216,8 @@ async def test_every_event_arrives_in_order_through_failures_an_outage_and_a_res
     assert per_stream == expected  # every event, in order within its connection
     seen: set[str] = set()
     for event in receiver.received:  # repeats included: none arrives ahead of its predecessors
-        stream = expected[event["connection_id"]]
-        assert set(stream[: stream.index(event["id"])]) <= seen
+        ids = expected[event["connection_id"]]
+        assert set(ids[: ids.index(event["id"])]) <= seen
         seen.add(event["id"])
     types = {event_id: first_seen[event_id]["type"] for event_id in first_seen}
     assert [types[i] for i in per_stream[a]] == [

@@ -28,7 +28,7 @@ async def new_link(client: Client) -> str:
     body = await resp.json()
     assert body["connect_url"].startswith("http://127.0.0.1:8080/connect/")
     assert body["expires_at"].endswith("Z")
-    return "/connect/" + body["connect_url"].rsplit("/", 1)[1]
+    return "/connect/" + str(body["connect_url"]).rsplit("/", 1)[1]
 
 
 async def test_form_round_trip(client: Client) -> None:

@@ -159,7 +159,8 @@ async def test_a_page_reads_only_its_own_events(
 
     async def counting_get(key: str) -> tuple[bytes, int] | None:
         reads.append(key)
-        return await get(key)
+        found: tuple[bytes, int] | None = await get(key)
+        return found
 
     monkeypatch.setattr(ctx.store, "get", counting_get)
     page = await listed(api, after=emitted[99], limit="5")
