@@ -35,8 +35,8 @@ from tests.store.redis_servers import RedisServer
 
 # Tokens live TTL seconds, so each is stale after TTL/2 (the capped margin). A burst must end
 # well inside one margin, or a loaded machine sees a second, legitimate, expiry mid-burst.
-TTL = 6
-CYCLES = 6
+TTL = 4
+CYCLES = 20  # the issue: 20 successive expiry cycles under load
 PORT_A, PORT_B, HOLD_PORT = free_port(), free_port(), free_port()
 URL_A, URL_B = f"http://127.0.0.1:{PORT_A}", f"http://127.0.0.1:{PORT_B}"
 
