@@ -104,7 +104,7 @@ class AuditLog:
                     json.dumps(entries).encode(),
                     self._retention,
                 )
-                await self._store.index_trim(index, f"{int((now - self._retention) * 1000):013d}")
+                await self._store.index_trim(index, self._floor(now))
             except StoreUnavailable:
                 failed.extend(entries)
         if failed:
@@ -123,6 +123,10 @@ class AuditLog:
                     merged = [entry["first_at"], newer[1], entry["count"] + newer[2]]
                 self._buffer[event] = merged
             log.warning("audit flush failed for %d entries; will retry", len(failed))
+
+    def _floor(self, now: float) -> str:
+        """Below every batch id inside the retention (ids start with their 13-digit ms)."""
+        return f"{int((now - self._retention) * 1000):013d}"
 
     async def run(self) -> None:
         """Flush every second until cancelled; the final flush happens in `close`."""
@@ -156,7 +160,11 @@ class AuditLog:
                 if read >= MAX_BATCHES_READ:
                     return found, upper
                 pending = await self._store.index_range(
-                    index, before=upper, limit=BATCH_PAGE, descending=True
+                    index,
+                    after=self._floor(self._clock()),  # past the retention: gone, trimmed or not
+                    before=upper,
+                    limit=BATCH_PAGE,
+                    descending=True,
                 )
                 if not pending:
                     return found, None

@@ -131,9 +131,13 @@ async def _log(ctx: Context, stream: str, event: Event) -> None:
     # that no page lists
     await ctx.store.index_add(keys.EVENT_LOG, event.id, retention)
     await records.save_ttl(ctx.store, key, logged, retention)
-    # the least id still inside the retention (ids are `evt_` + 13-digit ms + ...)
-    floor = f"evt_{int((now - retention) * 1000):013d}"
-    await ctx.store.index_trim(keys.EVENT_LOG, floor)
+    await ctx.store.index_trim(keys.EVENT_LOG, retention_floor(now, retention))
+
+
+def retention_floor(now: float, retention: float) -> str:
+    """Below every event id still inside the retention, above every one past it (ids are
+    `evt_` + 13-digit ms + ...)."""
+    return f"evt_{int((now - retention) * 1000):013d}"
 
 
 async def _enqueue(ctx: Context, stream: str, events: Sequence[Event]) -> None:

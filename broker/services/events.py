@@ -190,7 +190,9 @@ async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]
     now = ctx.clock()
     horizon = int((now - ctx.settings.events_pull_delay) * 1000)
     found: list[Event] = []
-    cursor = after
+    # ids past the retention are gone, whether or not a writer has trimmed them yet
+    floor = event_outbox.retention_floor(now, ctx.settings.events_retention)
+    cursor = floor if after is None or after < floor else after
     while len(found) < limit:
         ids = await ctx.store.index_range(keys.EVENT_LOG, after=cursor, limit=limit)
         ready = [i for i in ids if is_event_id(i) and id_time_ms(i) <= horizon]

@@ -151,7 +151,9 @@ async def test_entries_and_their_index_expire_with_the_retention(store: Counting
     assert len((await log.query("t1"))[0]) == 3
     await asyncio.sleep(0.8)
     clock.now = time.time() + 10.0  # past every batch id written above
+    store.gets = 0
     assert await log.query("t1") == ([], None)
+    assert store.gets == 0  # past the retention: not even read
     await write_history(log, clock, flushes=1, per_flush=1)  # a flush trims what has expired
     assert len(await store.index_range(keys.audit_index("t1"))) == 1
 
