@@ -30,6 +30,7 @@ from typing import Any
 
 import aiohttp
 
+from broker import metrics
 from broker.config import events_signing_key
 from broker.errors import BrokerError, VersionConflict
 from broker.services import event_outbox, events, records
@@ -180,6 +181,7 @@ class EventWorker:
         updated = record.model_copy(update={"delivery": delivery})
         ttl = max(1.0, record.expires_at - now)
         await records.save_ttl(self.ctx.store, keys.event(record.event.id), updated, ttl)
+        metrics.EVENT_DELIVERIES.inc("delivered" if error is None else "failed")
         if error is None:
             self.delivered += 1
             await self._pop(queue_key, record.event.id)

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broker import oauth
+from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import (
@@ -130,6 +130,7 @@ async def complete(
         raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
 
     def fail(error: str) -> Redirect:
+        metrics.CONNECT_CALLBACKS.inc(connector, error)
         return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
 
     manifest = ctx.catalog.get(connector)
@@ -156,6 +157,7 @@ async def complete(
     except BrokerError:
         return fail("reconnect_failed")
     await connect_sessions.finish(ctx, record.session_hash)
+    metrics.CONNECT_CALLBACKS.inc(connector, "connected")
     return Redirect(
         connect_sessions.return_to(
             record.return_url, status="connected", connection_id=connection.id

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
-from broker import oauth
+from broker import metrics, oauth
 from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeout, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import connections, events, oauth_apps
@@ -153,9 +154,11 @@ async def refresh_locked(
             return token
         await _mark_needs_reauth(ctx, conn, version, "no refresh token")
         raise NeedsReauth(f"connection {conn.id} has no refresh token: the tenant must reconnect")
+    started = time.perf_counter()
     try:
         fresh = await request_token(ctx, manifest, config, conn)
     except oauth.InvalidGrant:
+        _count_refresh(manifest.key, "invalid_grant", started)
         current, current_version = await connections.get(ctx, connection_id)
         if current_version != version and current.token is not None and current.status == "active":
             return current.token  # someone else refreshed after all (our lock had lapsed)
@@ -164,11 +167,31 @@ async def refresh_locked(
             f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
         ) from None
     except oauth.OAuthError as exc:
+        _count_refresh(manifest.key, _outcome(exc), started)
         failed = await _record_failure(ctx, connection_id, exc)
         return _old_or_fail(failed, ctx.clock())
+    _count_refresh(manifest.key, "ok", started)
     updated = await _write_token(ctx, connection_id, fresh)
     await schedule_next(ctx, updated)
     return fresh
+
+
+# RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
+_TOKEN_ERRORS = frozenset(
+    {"invalid_request", "invalid_client", "unauthorized_client", "unsupported_grant_type"}
+    | {"invalid_scope", "server_error", "temporarily_unavailable"}
+)
+
+
+def _outcome(exc: oauth.OAuthError) -> str:
+    if exc.transient:
+        return "transient"
+    return exc.error if exc.error in _TOKEN_ERRORS else "error"
+
+
+def _count_refresh(connector: str, outcome: str, started: float) -> None:
+    metrics.TOKEN_REFRESHES.inc(connector, outcome)
+    metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
 
 
 async def request_token(

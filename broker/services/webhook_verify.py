@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from broker import webhooks
+from broker import metrics, webhooks
 from broker.errors import Conflict, InvalidRequest
 from broker.services import connections, oauth_apps
 from broker.services.context import Context
@@ -71,6 +71,9 @@ async def verify(
         outcome = getattr(exc, "code", "error")
         raise
     finally:
+        metrics.WEBHOOK_VERIFICATIONS.inc(
+            manifest.webhooks.auth, "valid" if outcome == "ok" else outcome
+        )
         ctx.audit.record(
             actor="admin",
             action="webhook.verify",

@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
 from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
@@ -32,24 +33,36 @@ def error_body(code: str, message: str, status: int) -> web.Response:
 @web.middleware
 async def broker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one middleware (each layer costs every request, the runtime hot path included):
-    `guard` the request, then turn every failure into `{"error", "message"}`. Unexpected
-    errors say nothing more (an exception's text may hold a value we must not echo)."""
+    `guard` the request, then turn every failure into `{"error", "message"}`, and count it.
+    Unexpected errors say nothing more (an exception's text may hold a value we must not
+    echo)."""
+    started = time.perf_counter()
     try:
         guard(request)
-        return await handler(request)
+        response = await handler(request)
     except BrokerError as exc:
-        return error_body(exc.code, str(exc), exc.status)
+        response = error_body(exc.code, str(exc), exc.status)
     except web.HTTPRequestEntityTooLarge:
         exc2 = PayloadTooLarge("request body is too large")
-        return error_body(exc2.code, str(exc2), exc2.status)
+        response = error_body(exc2.code, str(exc2), exc2.status)
     except web.HTTPException as exc:
         if exc.status < 400:
+            _count(request, exc.status, started)  # redirects
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_body(code, exc.reason, exc.status)
+        response = error_body(code, exc.reason, exc.status)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_body("internal_error", "internal error", 500)
+        response = error_body("internal_error", "internal error", 500)
+    _count(request, response.status, started)
+    return response
+
+
+def _count(request: web.Request, status: int, started: float) -> None:
+    # the route's template, never the path: a path can hold a connect token
+    resource = request.match_info.route.resource
+    route = "unmatched" if resource is None else resource.canonical
+    metrics.HTTP.observe(request.method, route, status, time.perf_counter() - started)
 
 
 MAX_BODY_BYTES = 256 * 1024

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from broker import metrics
 from broker.config import Settings
 from broker.services import events
 from broker.services.records import LoggedEvent
@@ -160,6 +161,8 @@ async def test_every_event_arrives_in_order_through_failures_an_outage_and_a_res
     )
     broker = Broker(settings, free_port())
     receiver.fail_next = 3
+    delivered = metrics.EVENT_DELIVERIES.get("delivered")
+    failed = metrics.EVENT_DELIVERIES.get("failed")
     await receiver.start()
     app = await broker.start()
     async with aiohttp.ClientSession(base_url=broker.url) as api:
@@ -168,6 +171,9 @@ async def test_every_event_arrives_in_order_through_failures_an_outage_and_a_res
         await change(api, a, "two")
         await wait_for(lambda: len(receiver.ids()) == 4)
         assert receiver.attempts >= 7  # three 500s were retried
+        assert metrics.EVENT_DELIVERIES.get("failed") >= failed + 3
+        # the receiver has the 4th event a moment before the broker records its 2xx
+        await wait_for(lambda: metrics.EVENT_DELIVERIES.get("delivered") >= delivered + 4)
 
         await receiver.stop()  # the platform is down
         await change(api, a, "three")

@@ -19,6 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from broker import metrics
 from broker.config import Settings
 from broker.oauth.client_auth import basic_authorization_header
 from broker.services import oauth_connect
@@ -265,6 +266,7 @@ async def test_connect_stores_a_working_connection(
 ) -> None:
     connect_url = await start_connect(api, BROKER_URL, connector)
     before = time.time()
+    connected = metrics.CONNECT_CALLBACKS.get(connector, "connected")
     async with browser() as session:
         callback = await to_callback(session, connect_url, BROKER_URL)
         code = query_of(callback)["code"]
@@ -273,6 +275,7 @@ async def test_connect_stores_a_working_connection(
     assert status == 302
     assert result["status"] == "connected"
     assert result["from"] == "broker"  # the dashboard's own query survives
+    assert metrics.CONNECT_CALLBACKS.get(connector, "connected") == connected + 1
 
     view = await (await api.get(f"/v1/connections/{result['connection_id']}")).json()
     assert (view["status"], view["connector"], view["tenant_id"]) == (
@@ -393,6 +396,7 @@ async def test_provider_access_denied(
     broker: web.Application, api: aiohttp.ClientSession, oidc: OidcPeer
 ) -> None:
     connect_url = await start_connect(api, BROKER_URL, "oidc-basic")
+    counted = metrics.CONNECT_CALLBACKS.get("oidc-basic", "access_denied")
     async with browser() as session:
         callback = await to_callback(session, connect_url, BROKER_URL)
         params = query_of(callback)
@@ -404,6 +408,7 @@ async def test_provider_access_denied(
     assert status == 302
     assert (result["status"], result["error"]) == ("error", "access_denied")
     assert oidc.token_requests("authorization_code") == 0
+    assert metrics.CONNECT_CALLBACKS.get("oidc-basic", "access_denied") == counted + 1
     assert await stored_connections(broker) == []
 
 

@@ -12,6 +12,7 @@ import pytest
 import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
+from broker import metrics
 from broker.config import Settings
 from broker.web.app import create_app
 from tests.helpers import admin
@@ -50,6 +51,8 @@ async def verify(
 
 async def test_valid_replayed_tampered(client: Client) -> None:
     cid = await stripe_connection(client)
+    outcomes = ("valid", "replayed", "invalid_signature", "timestamp_out_of_tolerance")
+    before = {o: metrics.WEBHOOK_VERIFICATIONS.get("stripe_signature", o) for o in outcomes}
     headers = signed(BODY, OLD)
     status, body = await verify(client, cid, BODY, headers)
     assert (status, body["valid"], body["scheme"]) == (200, True, "stripe_signature")
@@ -69,6 +72,8 @@ async def test_valid_replayed_tampered(client: Client) -> None:
     assert (status, body["valid"], body["error"]) == (400, False, "missing_header")
     for text in (str(body),):
         assert OLD not in text
+    for outcome, count in before.items():
+        assert metrics.WEBHOOK_VERIFICATIONS.get("stripe_signature", outcome) == count + 1
 
 
 async def test_secret_roll_grace(client: Client) -> None:

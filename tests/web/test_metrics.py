@@ -1,0 +1,137 @@
+"""GET /metrics: Prometheus text that Prometheus's own parser reads, requests counted by route
+template, and no secret, token or path value in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from broker import metrics
+from tests.helpers import ADMIN_TOKEN, admin
+
+Client = TestClient[Any, Any]
+
+API_KEY_CANARY = "sk_test_METRICS_CANARY_4b1d0c"
+WEBHOOK_CANARY = "whsec_METRICS_CANARY_77aa01"
+PATH_CANARY = "PATH-CANARY-e3b0c442"
+
+
+async def scrape(
+    client: Client,
+) -> tuple[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    """The text, and every sample by (name, sorted labels), as Prometheus parses it."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == metrics.CONTENT_TYPE
+    text = await resp.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    return text, samples
+
+
+def requests(method: str, route: str, status: int) -> tuple[str, tuple[tuple[str, str], ...]]:
+    labels = {"method": method, "route": route, "status": str(status)}
+    return "broker_http_requests_total", tuple(sorted(labels.items()))
+
+
+async def test_requests_are_counted_by_route_template(client: Client) -> None:
+    _, before = await scrape(client)
+    for _ in range(3):
+        assert (await client.get("/v1/connectors", headers=admin())).status == 200
+    assert (await client.get("/v1/connectors")).status == 401
+    assert (await client.get(f"/v1/connections/conn_{PATH_CANARY}", headers=admin())).status == 404
+    assert (await client.get(f"/no/such/{PATH_CANARY}")).status == 404
+    text, after = await scrape(client)
+
+    def delta(key: tuple[str, tuple[tuple[str, str], ...]]) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta(requests("GET", "/v1/connectors", 200)) == 3
+    assert delta(requests("GET", "/v1/connectors", 401)) == 1
+    assert delta(requests("GET", "/v1/connections/{connection_id}", 404)) == 1
+    assert delta(requests("GET", "unmatched", 404)) == 1
+    latency = ("broker_http_request_duration_seconds_count", (("route", "/v1/connectors"),))
+    assert delta(latency) == 4
+    inf_bucket = (
+        "broker_http_request_duration_seconds_bucket",
+        (("le", "+Inf"), ("route", "/v1/connectors")),
+    )
+    assert after[inf_bucket] == after[latency]
+    assert PATH_CANARY not in text  # paths never become labels
+
+
+async def test_no_secret_or_token_reaches_the_metrics(client: Client) -> None:
+    resp = await client.post(
+        "/v1/connections",
+        headers=admin(),
+        json={
+            "tenant_id": "t-metrics",
+            "connector": "stripe",
+            "settings": {"api_key": API_KEY_CANARY, "webhook_secret": WEBHOOK_CANARY},
+        },
+    )
+    assert resp.status == 201
+    connection_id = (await resp.json())["id"]
+    minted = await client.post(
+        "/v1/runtime-tokens", headers=admin(), json={"connection_id": connection_id}
+    )
+    runtime_token = (await minted.json())["token"]
+    read = await client.get(
+        "/v1/runtime/secrets/api_key", headers={"Authorization": f"Bearer {runtime_token}"}
+    )
+    assert (await read.json())["value"] == API_KEY_CANARY
+    session = await client.post(
+        "/v1/connect-sessions",
+        headers=admin(),
+        json={
+            "tenant_id": "t-metrics",
+            "connector": "stripe",
+            "return_url": "http://127.0.0.1:8080/done",
+        },
+    )
+    link = (await session.json())["connect_url"]
+    connect_token = link.rsplit("/", 1)[1]
+    assert (await client.get(f"/connect/{connect_token}")).status == 200
+
+    text, samples = await scrape(client)
+    for value in (API_KEY_CANARY, WEBHOOK_CANARY, runtime_token, connect_token, ADMIN_TOKEN):
+        assert value not in text
+    assert samples[requests("GET", "/connect/{token}", 200)] >= 1
+    assert samples[requests("GET", "/v1/runtime/secrets/{name}", 200)] >= 1
+
+
+async def test_keyring_and_process_gauges(client: Client) -> None:
+    _, samples = await scrape(client)
+    keyring = [labels for name, labels in samples if name == "broker_keyring_keys"]
+    assert keyring == [(("key_id", "k1"), ("primary", "true"))]
+    assert samples[("broker_keyring_reload_failing", ())] == 0
+    assert samples[("broker_token_refreshes_in_flight", ())] == 0
+    assert samples[("broker_audit_entries_dropped", ())] == 0
+
+
+def test_exposition_format() -> None:
+    counter = metrics.Counter("t_total", "A test counter.", ("name",))
+    counter.inc('quote " backslash \\ newline \n end')
+    counter.inc("plain", amount=2.5)
+    histogram = metrics.Histogram("t_seconds", "A test histogram.", (), buckets=(0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 3.0):
+        histogram.observe(value)
+    text = "\n".join([*counter.lines(), *histogram.lines()]) + "\n"
+    parsed = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {s.labels["name"]: s.value for s in parsed["t"].samples} == {
+        'quote " backslash \\ newline \n end': 1.0,
+        "plain": 2.5,
+    }
+    buckets = {
+        s.labels["le"]: s.value for s in parsed["t_seconds"].samples if s.name.endswith("_bucket")
+    }
+    assert buckets == {"0.1": 2.0, "1": 3.0, "+Inf": 4.0}  # cumulative, le is inclusive
+    totals = {s.name: s.value for s in parsed["t_seconds"].samples}
+    assert totals["t_seconds_count"] == 4
+    assert totals["t_seconds_sum"] == pytest.approx(3.65)
