@@ -32,7 +32,9 @@ from broker.web.routes import (
     connectors,
     events,
     health,
+    metrics,
     oauth_apps,
+    openapi,
     runtime,
     webhooks,
 )
@@ -60,7 +62,18 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     )
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
     app.cleanup_ctx.append(_resources)
-    for module in (health, connectors, connections, oauth_apps, connect, runtime, webhooks, events):
+    for module in (
+        health,
+        metrics,
+        openapi,
+        connectors,
+        connections,
+        oauth_apps,
+        connect,
+        runtime,
+        webhooks,
+        events,
+    ):
         app.add_routes(module.routes)
     return app
 

@@ -1,0 +1,250 @@
+"""GET /openapi.json: a valid OpenAPI 3.1 document that cannot drift from the routes, their
+security, their bounds, or the bodies they really answer."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from broker.config import Settings
+from broker.services import events as event_service
+from broker.web import middlewares, openapi, openapi_parts
+from broker.web.app import create_app
+from broker.web.middlewares import is_admin_path
+from broker.web.routes import events as events_route
+from broker.web.routes import runtime as runtime_route
+from tests.helpers import admin
+
+Client = TestClient[Any, Any]
+Document = dict[str, Any]
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+ERROR_REF = "#/components/schemas/Error"
+NO_CLIENT_ERRORS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+DOC_URI = "urn:broker:openapi"
+
+
+@pytest.fixture
+async def eager(make_settings: Callable[..., Settings]) -> AsyncIterator[Client]:
+    """A broker whose event log shows events at once (no pull delay, no delivery worker)."""
+    settings = make_settings(events_pull_delay=0, events_worker=False)
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def served(client: Client) -> Document:
+    resp = await client.get("/openapi.json")  # no Authorization header
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    document: Document = await resp.json()
+    return document
+
+
+def operations(document: Document) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    ]
+
+
+def pointer(*parts: str) -> str:
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def closed(schema: Any) -> Any:
+    """`schema` with every object that lists its properties closed to others, so a field
+    the handler answers but the document does not name fails validation."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed(v) for k, v in schema.items()}
+    if "properties" in schema and "additionalProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
+
+
+def check_body(document: Document, method: str, path: str, status: int, body: Any) -> None:
+    """Validate a real response body against the documented schema for that status."""
+    response = document["paths"][path][method.lower()]["responses"][str(status)]
+    assert "application/json" in response["content"], (method, path, status)
+    registry: Registry[Any] = Registry().with_resource(
+        DOC_URI, Resource.from_contents(closed(document), default_specification=DRAFT202012)
+    )
+    where = pointer(
+        "paths", path, method.lower(), "responses", str(status), "content", "application/json"
+    )
+    validator = jsonschema.Draft202012Validator(
+        {"$ref": f"{DOC_URI}{where}/schema"},
+        registry=registry,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+    validator.validate(body)
+
+
+async def test_the_document_is_valid_openapi_3_1(client: Client) -> None:
+    document = await served(client)
+    assert document["openapi"].startswith("3.1.")
+    validate(document)
+    assert document["info"]["version"] == importlib.metadata.version("broker")
+
+
+async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:
+    document = await served(client)
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    documented = {(method, path) for method, path, _ in operations(document)}
+    assert registered == documented
+    assert ("GET", "/metrics") in documented
+
+
+async def test_security_follows_the_middleware(client: Client) -> None:
+    document = await served(client)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["admin"] == schemes["admin"] | {"type": "http", "scheme": "bearer"}
+    assert schemes["runtime"] == schemes["runtime"] | {"type": "http", "scheme": "bearer"}
+    assert "security" not in document  # nothing applies globally
+    for method, path, op in operations(document):
+        expected: list[dict[str, list[str]]]
+        if path.startswith("/v1/runtime/"):
+            expected = [{"runtime": []}]
+        elif is_admin_path(path):
+            expected = [{"admin": []}]
+        else:
+            expected = []
+        assert op.get("security", []) == expected, (method, path)
+        if expected:
+            assert "401" in op["responses"], (method, path)
+
+
+async def test_every_fallible_operation_documents_a_json_client_error(client: Client) -> None:
+    document = await served(client)
+    for method, path, op in operations(document):
+        assert op["summary"], (method, path)
+        client_errors = [
+            status
+            for status, response in op["responses"].items()
+            if status.startswith("4")
+            and response.get("content", {}).get("application/json", {}).get("schema")
+            == {"$ref": ERROR_REF}
+        ]
+        if path in NO_CLIENT_ERRORS:
+            assert not client_errors, (method, path)
+        else:
+            assert client_errors, (method, path)
+
+
+def test_documented_bounds_follow_the_code() -> None:
+    assert openapi.RUNTIME_TOKEN_TTL == {
+        "minimum": runtime_route.MIN_TTL,
+        "maximum": runtime_route.MAX_TTL,
+        "default": runtime_route.DEFAULT_TTL,
+    }
+    assert openapi.EVENTS_LIMIT["maximum"] == events_route.MAX_LIMIT
+    assert set(openapi_parts.EVENT_TYPES) == event_service.EVENT_TYPES
+    assert f"^{event_service.EVENT_ID.pattern}$" == openapi_parts.EVENT_ID_PATTERN
+    assert openapi_parts.MAX_BODY_BYTES == middlewares.MAX_BODY_BYTES
+
+
+def test_no_example_values() -> None:
+    # the document carries shapes, never sample tokens or secrets
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            assert not {"example", "examples"} & set(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(openapi.create_document("0"))
+
+
+async def test_documented_schemas_match_real_responses(eager: Client) -> None:
+    client = eager
+    document = await served(client)
+
+    async def call(
+        method: str, path: str, status: int, template: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Call the broker, expect `status`, check the body against the document."""
+        resp = await client.request(method, path, **kwargs)
+        assert resp.status == status, (method, path, await resp.text())
+        body = await resp.json()
+        check_body(document, method, template or path.split("?")[0], status, body)
+        return body
+
+    await call("GET", "/healthz", 200)
+    await call("GET", "/readyz", 200)
+    assert (await call("GET", "/v1/connectors", 200, headers=admin()))["connectors"]
+    await call("GET", "/v1/connectors", 401)
+    await call("GET", "/v1/connections", 400, headers=admin())
+    await call("GET", "/v1/events?limit=0", 400, headers=admin())
+
+    app_path = "/v1/oauth-apps/{credential_key}"
+    oauth_app = {"client_id": "test-client-id", "client_secret": "test-not-a-secret"}
+    await call("PUT", "/v1/oauth-apps/github", 200, app_path, headers=admin(), json=oauth_app)
+    await call("GET", "/v1/oauth-apps/github", 200, app_path, headers=admin())
+    await call("GET", "/v1/oauth-apps/github?tenant_id=t", 404, app_path, headers=admin())
+
+    session = {
+        "tenant_id": "tenant-a",
+        "connector": "stripe",
+        "return_url": "http://127.0.0.1:8080/done",
+    }
+    await call("POST", "/v1/connect-sessions", 201, headers=admin(), json=session)
+
+    settings = {"api_key": "test-key-not-real", "webhook_secret": "test-secret-not-real"}
+    body = {"tenant_id": "tenant-a", "connector": "stripe", "settings": settings}
+    conn = (await call("POST", "/v1/connections", 201, headers=admin(), json=body))["id"]
+    await call("GET", "/v1/connections?tenant_id=tenant-a", 200, headers=admin())
+    item = "/v1/connections/{connection_id}"
+    change = {"settings": {"api_key": "test-key-not-real-2"}}
+    await call(
+        "PATCH",
+        f"/v1/connections/{conn}/settings",
+        200,
+        item + "/settings",
+        headers=admin(),
+        json=change,
+    )
+    versions = await call(
+        "GET",
+        f"/v1/connections/{conn}/settings/versions",
+        200,
+        item + "/settings/versions",
+        headers=admin(),
+    )
+    assert len(versions["versions"]) == 2
+
+    minted = await call(
+        "POST", "/v1/runtime-tokens", 201, headers=admin(), json={"connection_id": conn}
+    )
+    runtime = {"Authorization": f"Bearer {minted['token']}"}
+    secret = "/v1/runtime/secrets/{name}"
+    await call("GET", "/v1/runtime/secrets/api_key", 200, secret, headers=runtime)
+    await call("GET", "/v1/runtime/secrets/other", 403, secret, headers=runtime)
+    await call("GET", "/v1/runtime/oauth/access-token", 400, headers=runtime)
+
+    verify = f"/v1/webhooks/verify?connection_id={conn}"
+    rejection = await call("POST", verify, 400, headers=admin(), data=b"{}")
+    assert rejection["valid"] is False
+
+    audit = await call("GET", "/v1/audit?tenant_id=tenant-a", 200, headers=admin())
+    assert audit["entries"]
+    assert (await call("GET", "/v1/events", 200, headers=admin()))["events"]
+
+    await call("DELETE", f"/v1/connections/{conn}", 200, item, headers=admin())
+    await call("GET", f"/v1/connections/{conn}", 404, item, headers=admin())
