@@ -67,7 +67,8 @@ def versions(connection: Connection) -> list[dict[str, Any]]:
         {
             "version": connection.settings_version,
             "current": True,
-            "created_at": connection.updated_at,
+            # when these settings became current (updated_at moves with every token refresh)
+            "created_at": connection.settings_since or connection.created_at,
             "names": sorted({*connection.settings, *connection.secrets}),
         }
     ]

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
+from broker.web.pages import error_page
 from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
 
 log = logging.getLogger("broker.web")
@@ -30,6 +31,16 @@ def error_body(code: str, message: str, status: int) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
+BROWSER_PATHS = ("/connect/", "/oauth/callback/")
+"""Routes a tenant's browser opens: their errors are pages, the same code and message."""
+
+
+def _error(request: web.Request, code: str, message: str, status: int) -> web.Response:
+    if request.path.startswith(BROWSER_PATHS):
+        return error_page(code, message, status)
+    return error_body(code, message, status)
+
+
 @web.middleware
 async def broker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one middleware (each layer costs every request, the runtime hot path included):
@@ -41,19 +52,19 @@ async def broker_middleware(request: web.Request, handler: Handler) -> web.Strea
         guard(request)
         response = await handler(request)
     except BrokerError as exc:
-        response = error_body(exc.code, str(exc), exc.status)
+        response = _error(request, exc.code, str(exc), exc.status)
     except web.HTTPRequestEntityTooLarge:
         exc2 = PayloadTooLarge("request body is too large")
-        response = error_body(exc2.code, str(exc2), exc2.status)
+        response = _error(request, exc2.code, str(exc2), exc2.status)
     except web.HTTPException as exc:
         if exc.status < 400:
             _count(request, exc.status, started)  # redirects
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        response = error_body(code, exc.reason, exc.status)
+        response = _error(request, code, exc.reason, exc.status)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_body("internal_error", "internal error", 500)
+        response = _error(request, "internal_error", "internal error", 500)
     _count(request, response.status, started)
     return response
 

@@ -45,12 +45,26 @@ from broker.web.openapi_parts import (
     schemas,
     string,
 )
+from broker.web.routes import events as events_route
+from broker.web.routes import runtime as runtime_route
 
-# Bounds the handlers enforce; the tests hold these against the route modules' constants.
-RUNTIME_TOKEN_TTL = {"minimum": 1, "maximum": 86_400, "default": 900}
-MIN_TTL_MAX = 86_400
-AUDIT_LIMIT = {"minimum": 1, "maximum": 5000, "default": 500}
-EVENTS_LIMIT = {"minimum": 1, "maximum": 1000, "default": 100}
+# Bounds the handlers enforce, taken from the handlers' own modules
+RUNTIME_TOKEN_TTL = {
+    "minimum": runtime_route.MIN_TTL,
+    "maximum": runtime_route.MAX_TTL,
+    "default": runtime_route.DEFAULT_TTL,
+}
+MIN_TTL_MAX = runtime_route.MAX_MIN_TTL
+AUDIT_LIMIT = {
+    "minimum": 1,
+    "maximum": runtime_route.AUDIT_MAX_LIMIT,
+    "default": runtime_route.AUDIT_DEFAULT_LIMIT,
+}
+EVENTS_LIMIT = {
+    "minimum": 1,
+    "maximum": events_route.MAX_LIMIT,
+    "default": events_route.DEFAULT_LIMIT,
+}
 
 
 # --- the operations, by route module (/metrics and /openapi.json go with health) ----------

@@ -12,23 +12,15 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from broker.manifest import KEY_PATTERN, WEBHOOK_SCHEMES, AuthMode, Manifest, OAuthConfig
+from broker.services import events
 from broker.services.records import CONNECTION_ID, TENANT_ID, ConnectionStatus
 from broker.settings_schema import REDACTED, SECRET
+from broker.web.middlewares import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path
 
 Schema = dict[str, Any]
 
-MAX_BODY_BYTES = 256 * 1024
-EVENT_ID_PATTERN = "^evt_[0-9]{13}[0-9a-f]{16}$"
-EVENT_TYPES = (
-    "connection.created",
-    "connection.reconnected",
-    "connection.needs_reauth",
-    "connection.refresh_failed",
-    "connection.recovered",
-    "connection.deleted",
-    "connection.settings_rotated",
-    "keys.rewrap_completed",
-)
+EVENT_ID_PATTERN = f"^{events.EVENT_ID.pattern}$"
+EVENT_TYPES = tuple(sorted(events.EVENT_TYPES))
 STORE_DOWN = "`store_unavailable`: the store cannot be reached"
 
 
@@ -175,7 +167,7 @@ def schemas() -> dict[str, Schema]:
         "AuditEntry": obj(
             {
                 "at": TIME,
-                "first_at": {"type": "number", "description": "unix seconds (not ISO-8601)"},
+                "first_at": TIME,
                 "count": {"type": "integer", "minimum": 1},
                 "actor": string(description="`admin` or `runtime:<token id>`"),
                 "action": string(),
@@ -270,7 +262,7 @@ def security_of(path: str) -> str | None:
     """The bearer scheme the middleware demands on `path` (it decides by path too)."""
     if path.startswith("/v1/runtime/"):
         return "runtime"
-    return "admin" if path.startswith("/v1/") else None
+    return "admin" if is_admin_path(path) else None
 
 
 class Paths:
@@ -312,6 +304,13 @@ class Paths:
             implied[413] = f"`payload_too_large`: the body is over {MAX_BODY_BYTES} bytes"
         if store:
             implied[503] = STORE_DOWN
-        responses = {**errors(implied), **errors(fails or {}), **answers}
+        failures = {**implied, **(fails or {})}
+        if path.startswith(BROWSER_PATHS):  # the middleware answers a browser with pages
+            failed = {
+                status: html_response(f"{text} (an HTML page)") for status, text in failures.items()
+            }
+        else:
+            failed = errors(failures)
+        responses = {**failed, **answers}
         op["responses"] = {str(status): responses[status] for status in sorted(responses)}
         self.paths.setdefault(path, {})[method] = op

@@ -12,8 +12,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.config import Settings
+from broker.services import connections, records
+from broker.store import keys
 from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
+from broker.web.state import CONTEXT
 from tests.helpers import admin
 
 Client = TestClient[Any, Any]
@@ -243,6 +246,14 @@ async def test_versions_and_rollback(api: Client) -> None:
     assert versions[0]["current"] and not versions[1]["current"]
     assert versions[1]["names"] == ["api_key", "webhook_secret"]
     assert CANARY not in str(versions)
+    # the current version dates from when it replaced the last one, not the record's last write
+    assert versions[0]["created_at"] == versions[1]["replaced_at"]
+    ctx = api.app[CONTEXT]
+    conn, version = await connections.get(ctx, created["id"])
+    later = conn.model_copy(update={"updated_at": conn.updated_at + 3600})  # a refresh, say
+    await records.save(ctx.store, keys.connection(conn.id), later, version)
+    again = (await (await api.get(f"{base}/versions", headers=admin())).json())["versions"]
+    assert again[0]["created_at"] == versions[0]["created_at"]
 
     back = await api.post(f"{base}/rollback", json={"version": 1}, headers=admin())
     assert back.status == 200

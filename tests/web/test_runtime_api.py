@@ -82,6 +82,7 @@ async def test_secrets_get(client: Client, caplog: pytest.LogCaptureFixture) -> 
         ("client_secret", "not_granted"),
     }
     assert all(e["actor"].startswith("runtime:rt_") for e in reads)
+    assert all(e["first_at"].endswith("Z") and e["first_at"] <= e["at"] for e in reads)
     assert key not in str(audit) and key not in caplog.text and token not in caplog.text
 
     # one entry a page, by the `next` cursor, gives the same entries in the same order

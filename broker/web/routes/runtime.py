@@ -17,6 +17,8 @@ from broker.web.views import iso, read_json
 routes = web.RouteTableDef()
 
 DEFAULT_TTL, MIN_TTL, MAX_TTL = 900, 1, 86_400
+AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT = 500, 5000
+MAX_MIN_TTL = 86_400
 
 
 @routes.post("/v1/runtime-tokens")
@@ -60,9 +62,9 @@ async def mint(request: web.Request) -> web.Response:
 async def audit(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     tenant_id = check_tenant_id(request.query.get("tenant_id"))
-    limit = request.query.get("limit", "500")
-    if not limit.isdigit() or not 1 <= int(limit) <= 5000:
-        raise InvalidRequest("limit must be 1 to 5000")
+    limit = request.query.get("limit", str(AUDIT_DEFAULT_LIMIT))
+    if not limit.isdigit() or not 1 <= int(limit) <= AUDIT_MAX_LIMIT:
+        raise InvalidRequest(f"limit must be 1 to {AUDIT_MAX_LIMIT}")
     entries, more = await ctx.audit.query(
         tenant_id,
         request.query.get("connection_id"),
@@ -70,7 +72,10 @@ async def audit(request: web.Request) -> web.Response:
         before=request.query.get("before") or None,
     )
     return web.json_response(
-        {"entries": [{**e, "at": iso(e["at"])} for e in entries], "next": more}
+        {
+            "entries": [{**e, "at": iso(e["at"]), "first_at": iso(e["first_at"])} for e in entries],
+            "next": more,
+        }
     )
 
 
@@ -95,8 +100,8 @@ async def access_token(request: web.Request) -> web.Response:
             min_ttl = float(raw)
         except ValueError:
             min_ttl = -1.0
-        if not math.isfinite(min_ttl) or not 0 <= min_ttl <= 86_400:
-            raise InvalidRequest("min_ttl must be a number of seconds from 0 to 86400")
+        if not math.isfinite(min_ttl) or not 0 <= min_ttl <= MAX_MIN_TTL:
+            raise InvalidRequest(f"min_ttl must be a number of seconds from 0 to {MAX_MIN_TTL}")
     token = await runtime_access.access_token(
         request.app[CONTEXT], _grant(request), min_ttl=min_ttl
     )
