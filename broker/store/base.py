@@ -143,9 +143,12 @@ class ChangeFeed(Protocol):
         and `on_change(None)` whenever changes may have been missed (forget everything)."""
 
 
-def check_index(index: str, member: str | None = None) -> None:
-    """The names every backend accepts: a Redis hash tag wraps the index name, so no braces."""
+def check_index(index: str, member: str | None = None, limit: int | None = None) -> None:
+    """The arguments every backend accepts: a Redis hash tag wraps the index name, so no
+    braces."""
     if not index or "{" in index or "}" in index:
         raise ValueError("an index name is a non-empty string without braces")
     if member is not None and not member:
         raise ValueError("an index member cannot be empty")
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1")

@@ -216,9 +216,7 @@ class RedisStore:
         limit: int = 100,
         descending: bool = False,
     ) -> list[str]:
-        check_index(index)
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        check_index(index, limit=limit)
         name = self._layout.index(index)
         low = "-" if after is None else "(" + after
         high = "+" if before is None else "(" + before

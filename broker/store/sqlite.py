@@ -327,9 +327,7 @@ class SqliteStore:
         limit: int = 100,
         descending: bool = False,
     ) -> list[str]:
-        check_index(index)
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        check_index(index, limit=limit)
         sql = _INDEX_RANGE[(before is not None, descending)]
         bounds = (after or "",) if before is None else (after or "", before)
 
