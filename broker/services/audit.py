@@ -155,24 +155,28 @@ class AuditLog:
         index = keys.audit_index(tenant_id)
         found: list[dict[str, Any]] = []
         read = 0
+        resume_at = upper  # the last batch read: where a cursor can send the next call
         while True:
             if not pending:
                 if read >= MAX_BATCHES_READ:
-                    return found, upper
-                pending = await self._store.index_range(
+                    return found, resume_at
+                members = await self._store.index_range(
                     index,
                     after=self._floor(self._clock()),  # past the retention: gone, trimmed or not
                     before=upper,
                     limit=BATCH_PAGE,
                     descending=True,
                 )
-                if not pending:
+                if not members:
                     return found, None
+                upper = members[-1]
+                # an id we did not write (the store is untrusted) is passed over
+                pending = [b for b in members if _BATCH_ID.fullmatch(b)]
             loaded = await asyncio.gather(
                 *(self._store.get(keys.audit_batch(tenant_id, b)) for b in pending)
             )
             for batch_id, batch in zip(pending, loaded, strict=True):
-                read, upper = read + 1, batch_id
+                read, resume_at = read + 1, batch_id
                 rows = [] if batch is None else json.loads(batch[0])
                 if connection_id is not None:
                     rows = [e for e in rows if e["connection_id"] == connection_id]
@@ -188,7 +192,8 @@ class AuditLog:
             pending = []
 
 
-_CURSOR = re.compile(r"([0-9]{13}-[0-9a-f]{8}-[0-9]{1,18})(?:\.([0-9]{1,9}))?")
+_BATCH_ID = re.compile(r"[0-9]{13}-[0-9a-f]{8}-[0-9]{1,18}")
+_CURSOR = re.compile(rf"({_BATCH_ID.pattern})(?:\.([0-9]{{1,9}}))?")
 
 
 def _parse_cursor(cursor: str) -> tuple[list[str], int, str]:

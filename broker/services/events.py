@@ -195,7 +195,15 @@ async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]
     cursor = floor if after is None or after < floor else after
     while len(found) < limit:
         ids = await ctx.store.index_range(keys.EVENT_LOG, after=cursor, limit=limit)
-        ready = [i for i in ids if is_event_id(i) and id_time_ms(i) <= horizon]
+        ready: list[str] = []
+        young = False
+        for event_id in ids:
+            if not is_event_id(event_id):
+                continue  # not an id we wrote (the store is untrusted): pass over it
+            if id_time_ms(event_id) > horizon:
+                young = True  # it and all after it: ids sort by time
+                break
+            ready.append(event_id)
         loaded = await asyncio.gather(
             *(records.load(ctx.store, keys.event(i), LoggedEvent) for i in ready)
         )
@@ -210,7 +218,7 @@ async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]
             found.append(logged.event)
             if len(found) == limit:
                 break
-        if len(ids) < limit or len(ready) < len(ids):
+        if len(ids) < limit or young:
             break  # the index is exhausted, or the rest is younger than the horizon
         cursor = ids[-1]
     return found

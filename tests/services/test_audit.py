@@ -102,6 +102,8 @@ async def test_pages_newest_first_without_gaps_or_repeats(store: CountingStore) 
     clock = Clock()
     log = AuditLog(store, clock, retention=3600)
     await write_history(log, clock, flushes=12, per_flush=5)
+    for junk in ("junk", "9999999999999-not-ours", "0"):  # the store is untrusted
+        await store.index_add(keys.audit_index("t1"), junk, 3600)
     newest_first = [f"name-{f:03d}-{e}" for f in reversed(range(12)) for e in reversed(range(5))]
     for limit in (1, 3, 5, 7, 60, 500):
         names, pages = await read_all(log, limit)
@@ -134,6 +136,8 @@ async def test_a_narrow_filter_answers_a_short_page_and_a_cursor(
     await log.flush()
     clock.now += 1.0
     await write_history(log, clock, flushes=20, per_flush=2)
+    for n in range(5):  # ids the broker never wrote, between the real ones
+        await store.index_add(keys.audit_index("t1"), f"{int(clock.now * 1000) - 3500 * n}x", 3600)
     entries, cursor = await log.query("t1", "conn_old", limit=10)
     assert entries == [] and cursor is not None  # read its share, then handed back a cursor
     pages = 1

@@ -170,6 +170,11 @@ async def test_a_page_reads_only_its_own_events(
     await ctx.store.delete(keys.event(emitted[101]))
     page = await listed(api, after=emitted[99], limit="5")
     assert [e["id"] for e in page["events"]] == [emitted[100], *emitted[102:106]]
+    # a member the broker never wrote (the store is untrusted) is passed over, not served
+    await ctx.store.index_add(keys.EVENT_LOG, emitted[101] + "-junk", 60)
+    await ctx.store.index_add(keys.EVENT_LOG, "evt_not-an-id", 60)
+    page = await listed(api, after=emitted[99], limit="5")
+    assert [e["id"] for e in page["events"]] == [emitted[100], *emitted[102:106]]
     # past the retention, ids a writer has not trimmed yet are not even looked at
     monkeypatch.setattr(ctx, "clock", lambda: time.time() + ctx.settings.events_retention + 5)
     reads.clear()
