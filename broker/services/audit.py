@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from broker.errors import InvalidRequest, StoreUnavailable
+from broker.services.records import time_key
 from broker.store import keys
 from broker.store.sealed import SealedStore
 
@@ -94,7 +95,7 @@ class AuditLog:
         for tenant_id, entries in by_tenant.items():
             self._seq += 1
             now = self._clock()
-            batch_id = f"{int(now * 1000):013d}-{self._replica}-{self._seq}"
+            batch_id = f"{time_key(now)}-{self._replica}-{self._seq}"
             index = keys.audit_index(tenant_id)
             try:
                 # indexed first: a crash in between leaves an id that reads as missing
@@ -126,7 +127,7 @@ class AuditLog:
 
     def _floor(self, now: float) -> str:
         """Below every batch id inside the retention (ids start with their 13-digit ms)."""
-        return f"{int((now - self._retention) * 1000):013d}"
+        return time_key(now - self._retention)
 
     async def run(self) -> None:
         """Flush every second until cancelled; the final flush happens in `close`."""

@@ -137,7 +137,7 @@ async def _log(ctx: Context, stream: str, event: Event) -> None:
 def retention_floor(now: float, retention: float) -> str:
     """Below every event id still inside the retention, above every one past it (ids are
     `evt_` + 13-digit ms + ...)."""
-    return f"evt_{int((now - retention) * 1000):013d}"
+    return "evt_" + records.time_key(now - retention)
 
 
 async def _enqueue(ctx: Context, stream: str, events: Sequence[Event]) -> None:

@@ -8,11 +8,13 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from broker.web.middlewares import is_runtime_path
+
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         path = request.path
-        if response.status < 400 and path.startswith("/v1/runtime/"):
+        if response.status < 400 and is_runtime_path(path):
             return  # the audit log records every runtime read; a second line per read is cost
         if path.startswith("/connect/"):
             path = "/connect/<token>"

@@ -91,15 +91,19 @@ def guard(request: web.Request) -> None:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     path = request.path
     if path.startswith("/v1/"):
-        if path.startswith("/v1/runtime/"):
+        if is_runtime_path(path):
             keyring = request.app[KEYRING].current
             request[GRANT] = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
         else:
             _check_admin(request)
 
 
+def is_runtime_path(path: str) -> bool:
+    return path.startswith("/v1/runtime/")
+
+
 def is_admin_path(path: str) -> bool:
-    return path.startswith("/v1/") and not path.startswith("/v1/runtime/")
+    return path.startswith("/v1/") and not is_runtime_path(path)
 
 
 def _check_admin(request: web.Request) -> None:

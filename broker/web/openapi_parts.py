@@ -15,7 +15,7 @@ from broker.manifest import KEY_PATTERN, WEBHOOK_SCHEMES, AuthMode, Manifest, OA
 from broker.services import events
 from broker.services.records import CONNECTION_ID, TENANT_ID, ConnectionStatus
 from broker.settings_schema import REDACTED, SECRET
-from broker.web.middlewares import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path
+from broker.web.middlewares import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path, is_runtime_path
 
 Schema = dict[str, Any]
 
@@ -260,7 +260,7 @@ def page(key: str, item: Schema, next_description: str) -> Schema:
 
 def security_of(path: str) -> str | None:
     """The bearer scheme the middleware demands on `path` (it decides by path too)."""
-    if path.startswith("/v1/runtime/"):
+    if is_runtime_path(path):
         return "runtime"
     return "admin" if is_admin_path(path) else None
 
