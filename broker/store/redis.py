@@ -3,8 +3,9 @@
 Key layout: `broker.store.redis_layout`. Every read-modify-write is one single-key Lua script
 (`broker.store.redis_scripts`) run by EVALSHA, so it is atomic on a Cluster too.
 
-Failure policy: each call runs under `asyncio.timeout(timeout)` on top of socket timeouts of
-the same length, and every Redis, socket or timeout error becomes `StoreUnavailable` naming
+Failure policy: each call runs under `asyncio.timeout(timeout)` (connecting has a socket
+timeout of the same length; replies have none of their own, the call's deadline bounds them),
+and every Redis, socket or timeout error becomes `StoreUnavailable` naming
 the operation only (never a key's value). Connections are re-established lazily by redis-py,
 so the same store object works again once Redis is back.
 """

@@ -73,7 +73,11 @@ def connect(url: str, timeout: float, max_connections: int) -> Connected:
     if scheme not in _SCHEMES:
         raise ConfigError(f"unsupported Redis URL scheme {scheme!r}: use one of {_SCHEMES}")
     common: dict[str, Any] = {
-        "socket_timeout": timeout,
+        # No per-read socket timeout: every call already runs under one `asyncio.timeout`
+        # (RedisStore._run), and redis-py would open a second timeout context per pipelined
+        # reply, which was a quarter of a rewrap's time. A call cut short by the deadline
+        # drops its connection (redis-py disconnects on cancellation), so no reply is misread.
+        "socket_timeout": None,
         "socket_connect_timeout": timeout,
         "retry": _retry(),
         "max_connections": max_connections,
@@ -104,7 +108,8 @@ def connect(url: str, timeout: float, max_connections: int) -> Connected:
         sentinels = _hosts(netloc, 26379)
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL ({scheme}): {exc}") from None
-    sentinel_kwargs = {k: v for k, v in common.items() if k.startswith("socket_")}
+    # sentinel queries (master discovery) keep a socket timeout: they run inside connect
+    sentinel_kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(path[0], db=db, **auth)
 
