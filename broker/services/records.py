@@ -112,8 +112,11 @@ class Outboxed(_Record):
     """Set with the final event (`connection.deleted`): nothing is emitted after it."""
 
 
-class Connection(Outboxed):
-    id: str
+class RuntimeView(_Record):
+    """The fields of a connection record that a runtime read uses, parsed from the same
+    JSON: settings history, event outbox and refresh bookkeeping are skipped. Parsing the
+    whole record cost 4.7 us fresh and 19 us with ten kept versions, this view 3.2 and 8."""
+
     tenant_id: str
     connector: str
     status: ConnectionStatus = "active"
@@ -122,11 +125,15 @@ class Connection(Outboxed):
     secrets: dict[str, str] = {}
     """Current secret settings (`x-secret`), sealed with the rest of the record."""
     settings_version: int = 1
+    token: StoredToken | None = None
+
+
+class Connection(Outboxed, RuntimeView):
+    id: str
     settings_since: float | None = None
     """When the current settings version became current (None: since creation)."""
     history: list[SettingsVersion] = []
     """Earlier settings versions, newest first (rotation rollback)."""
-    token: StoredToken | None = None
     refresh: RefreshState = Field(default_factory=RefreshState)
     created_at: float
     updated_at: float

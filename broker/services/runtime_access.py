@@ -13,20 +13,23 @@ from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.errors import BrokerError, NotFound, NotGranted, NotOAuth, Unauthorized
 from broker.services import refresh
 from broker.services.context import Context
-from broker.services.records import Connection, StoredToken
+from broker.services.records import Connection, RuntimeView, StoredToken
 from broker.store import keys
 
 
-async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[Connection, int]:
-    # The hot path: a cache hit costs no await at all (the grant's id was checked at mint).
+async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, bytes, int]:
+    """The connection's runtime view, with the record's JSON (for the full parse the refresh
+    path needs) and version. A cache hit costs no await at all (the grant's id was checked
+    at mint)."""
     key = keys.connection(grant.connection_id)
     found = ctx.store.peek_cached(key) or await ctx.store.get_cached(key)
     if found is None:
         raise Unauthorized("the runtime token's connection no longer exists")
-    conn, version = Connection.model_validate_json(found[0]), found[1]
-    if conn.tenant_id != grant.tenant_id or conn.connector != grant.connector:
+    raw, version = found
+    view = RuntimeView.model_validate_json(raw)
+    if view.tenant_id != grant.tenant_id or view.connector != grant.connector:
         raise Unauthorized("the runtime token does not match its connection")
-    return conn, version
+    return view, raw, version
 
 
 async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str, int]:
@@ -35,7 +38,7 @@ async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str
     try:
         if name not in grant.secrets:
             raise NotGranted(f"{name!r} is not granted to this connector (permissions.secrets)")
-        conn, _ = await _connection(ctx, grant)
+        conn, _, _ = await _connection(ctx, grant)
         value = conn.secrets.get(name, conn.settings.get(name))
         if value is None:
             raise NotFound(f"{name!r} is granted but not set on this connection")
@@ -62,16 +65,13 @@ async def access_token(
     try:
         if not grant.oauth:
             raise NotOAuth("this connection does not use OAuth")
-        current = await _connection(ctx, grant)
+        view, raw, version = await _connection(ctx, grant)
         wanted = ctx.settings.refresh_margin if min_ttl is None else min_ttl
-        token = current[0].token
-        if (
-            not force
-            and current[0].status == "active"
-            and refresh.is_fresh(token, wanted, ctx.clock())
-        ):
+        token = view.token
+        if not force and view.status == "active" and refresh.is_fresh(token, wanted, ctx.clock()):
             assert token is not None
             return token  # the hot path: nothing to refresh, nothing to await
+        current = Connection.model_validate_json(raw), version
         return await refresh.ensure_fresh(
             ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
         )

@@ -5,6 +5,12 @@ Entries live at most `ttl` seconds and are evicted by the store's change feed as
 replica writes the key. A read that raced a write is not cached: every invalidation bumps a
 generation counter, and a fetched value is stored only if no invalidation arrived while it was
 being fetched.
+
+Misses are single-flight: when a hot entry expires, every request in flight for it misses at
+once (64 at a time in the runtime benchmark, once a second), and each one fetching it itself
+put a burst of store round trips into the tail latency. They now share one fetch. A fetch
+started before an invalidation is not shared with callers that arrive after it: they could
+have seen the write (this replica's own, say) and must not get the older value.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 
 MAX_ENTRIES = 100_000
 
@@ -22,6 +29,7 @@ class RecordCache:
         self.max_entries = max_entries
         self.generation = 0
         self._entries: dict[str, tuple[bytes, int, float]] = {}
+        self._fills: dict[str, asyncio.Future[tuple[bytes, int] | None]] = {}
         self.hits = 0
         self.misses = 0
 
@@ -40,12 +48,41 @@ class RecordCache:
             del self._entries[next(iter(self._entries))]  # oldest first (insertion order)
         self._entries[key] = (sealed, version, time.monotonic() + self.ttl)
 
+    async def fill(
+        self, key: str, fetch: Callable[[str], Awaitable[tuple[bytes, int] | None]]
+    ) -> tuple[bytes, int] | None:
+        """`fetch(key)` once for all concurrent misses of `key`, cached if nothing changed
+        meanwhile. A caller that goes away does not cancel the fetch the others wait for."""
+        pending = self._fills.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(key, fetch))
+            self._fills[key] = pending
+            pending.add_done_callback(lambda done: self._forget_fill(key, done))
+        return await asyncio.shield(pending)
+
+    async def _fetch(
+        self, key: str, fetch: Callable[[str], Awaitable[tuple[bytes, int] | None]]
+    ) -> tuple[bytes, int] | None:
+        generation = self.generation
+        found = await fetch(key)
+        if found is not None:
+            self.put(key, found[0], found[1], generation)
+        return found
+
+    def _forget_fill(self, key: str, done: asyncio.Future[tuple[bytes, int] | None]) -> None:
+        if self._fills.get(key) is done:
+            del self._fills[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failure reaches the callers, not the loop's log
+
     def on_change(self, key: str | None) -> None:
         self.generation += 1
         if key is None:
             self._entries.clear()
+            self._fills.clear()
         else:
             self._entries.pop(key, None)
+            self._fills.pop(key, None)
 
 
 class ChangeNotifier:

@@ -67,11 +67,9 @@ class SealedStore:
             return await self.get(key)
         found = self._cache.get(key)
         if found is None:
-            generation = self._cache.generation
-            found = await self._inner.get(key)
+            found = await self._cache.fill(key, self._inner.get)
             if found is None:
                 return None
-            self._cache.put(key, found[0], found[1], generation)
         sealed, version = found
         return self.open(key, sealed), version
 
