@@ -23,21 +23,37 @@ from collections.abc import Awaitable, Callable
 MAX_ENTRIES = 100_000
 
 
+Fetch = Callable[[str], Awaitable[tuple[bytes, int] | None]]
+"""The backend's read: the sealed value and its version, or None."""
+
+
 class RecordCache:
-    def __init__(self, ttl: float = 1.0, max_entries: int = MAX_ENTRIES) -> None:
+    """Read-through over `fetch`. A hit on an entry past half its `ttl` also starts a fetch
+    in the background (refresh-ahead), so a key read all the time is never missed: its
+    readers keep being served the entry they have, never older than `ttl`, and none of them
+    waits on the store when it would have expired."""
+
+    def __init__(self, fetch: Fetch, ttl: float = 1.0, max_entries: int = MAX_ENTRIES) -> None:
+        self._fetch = fetch
         self.ttl = ttl
         self.max_entries = max_entries
         self.generation = 0
-        self._entries: dict[str, tuple[bytes, int, float]] = {}
+        # key -> (sealed value, version, expires at, refresh from)
+        self._entries: dict[str, tuple[bytes, int, float, float]] = {}
         self._fills: dict[str, asyncio.Future[tuple[bytes, int] | None]] = {}
         self.hits = 0
         self.misses = 0
 
     def get(self, key: str) -> tuple[bytes, int] | None:
+        """The cached entry (no await), or None on a miss. Call it on the event loop: a hit
+        that is due for a refresh starts one."""
         entry = self._entries.get(key)
-        if entry is None or entry[2] <= time.monotonic():
+        now = time.monotonic()
+        if entry is None or entry[2] <= now:
             self.misses += 1
             return None
+        if entry[3] <= now and key not in self._fills:
+            self._start_fill(key)
         self.hits += 1
         return entry[0], entry[1]
 
@@ -46,25 +62,24 @@ class RecordCache:
             return  # an invalidation arrived while this value was being fetched
         if len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]  # oldest first (insertion order)
-        self._entries[key] = (sealed, version, time.monotonic() + self.ttl)
+        now = time.monotonic()
+        self._entries[key] = (sealed, version, now + self.ttl, now + self.ttl / 2)
 
-    async def fill(
-        self, key: str, fetch: Callable[[str], Awaitable[tuple[bytes, int] | None]]
-    ) -> tuple[bytes, int] | None:
-        """`fetch(key)` once for all concurrent misses of `key`, cached if nothing changed
+    async def fill(self, key: str) -> tuple[bytes, int] | None:
+        """Fetch `key` once for all concurrent misses of it, cached if nothing changed
         meanwhile. A caller that goes away does not cancel the fetch the others wait for."""
-        pending = self._fills.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self._fetch(key, fetch))
-            self._fills[key] = pending
-            pending.add_done_callback(lambda done: self._forget_fill(key, done))
+        pending = self._fills.get(key) or self._start_fill(key)
         return await asyncio.shield(pending)
 
-    async def _fetch(
-        self, key: str, fetch: Callable[[str], Awaitable[tuple[bytes, int] | None]]
-    ) -> tuple[bytes, int] | None:
+    def _start_fill(self, key: str) -> asyncio.Future[tuple[bytes, int] | None]:
+        pending = asyncio.ensure_future(self._fill(key))
+        self._fills[key] = pending
+        pending.add_done_callback(lambda done: self._forget_fill(key, done))
+        return pending
+
+    async def _fill(self, key: str) -> tuple[bytes, int] | None:
         generation = self.generation
-        found = await fetch(key)
+        found = await self._fetch(key)
         if found is not None:
             self.put(key, found[0], found[1], generation)
         return found

@@ -67,7 +67,7 @@ class SealedStore:
             return await self.get(key)
         found = self._cache.get(key)
         if found is None:
-            found = await self._cache.fill(key, self._inner.get)
+            found = await self._cache.fill(key)
             if found is None:
                 return None
         sealed, version = found

@@ -115,7 +115,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         timeout=aiohttp.ClientTimeout(total=15, connect=5),
     )
     settings = app[SETTINGS]
-    cache = RecordCache() if isinstance(store, ChangeFeed) else None
+    cache = RecordCache(store.get) if isinstance(store, ChangeFeed) else None
     sealed = SealedStore(store, app[KEYRING].get, cache)
     audit = AuditLog(sealed, time.time, settings.audit_retention)
     ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)

@@ -60,7 +60,7 @@ async def redis_store() -> AsyncIterator[RedisStore]:
 async def cached(redis_store: RedisStore) -> tuple[CountingStore, SealedStore]:
     """A sealed store with the read cache over the counting store, KEY holding b"v1"."""
     counting = CountingStore(redis_store)
-    sealed = SealedStore(counting, lambda: KEYRING, RecordCache(ttl=60))  # type: ignore[arg-type]
+    sealed = SealedStore(counting, lambda: KEYRING, RecordCache(counting.get, ttl=60))  # type: ignore[arg-type]
     await sealed.put(KEY, b"v1")
     return counting, sealed
 
@@ -124,3 +124,37 @@ async def test_a_failed_fetch_reaches_every_caller_and_is_not_kept(
     )
     assert counting.reads == 1
     assert all(isinstance(r, StoreUnavailable) for r in results)
+
+
+async def test_a_hot_entry_is_refreshed_ahead_without_a_reader_waiting(
+    redis_store: RedisStore,
+) -> None:
+    counting = CountingStore(redis_store)
+    cache = RecordCache(counting.get, ttl=0.4)
+    sealed = SealedStore(counting, lambda: KEYRING, cache)  # type: ignore[arg-type]
+    await sealed.put(KEY, b"v1")
+    assert (await sealed.get_cached(KEY) or (b"",))[0] == b"v1"
+    assert counting.reads == 1
+    # another replica's write, its change message lost: only a fetch can see it
+    await redis_store.put(KEY, sealed.seal(KEY, b"v2"))
+    assert (await sealed.get_cached(KEY) or (b"",))[0] == b"v1"  # young entry: plain hit
+    assert counting.reads == 1
+    await asyncio.sleep(0.25)  # past half the ttl
+    counting.gate.clear()  # the store is slow now: a reader that waited on it would hang
+    found = await asyncio.wait_for(sealed.get_cached(KEY), 0.1)
+    assert found is not None and found[0] == b"v1"  # served at once, from the cache
+    assert counting.reads == 2  # and a refresh started behind it
+    counting.gate.set()
+    await asyncio.sleep(0.05)
+    found = sealed.peek_cached(KEY)
+    assert found is not None and found[0] == b"v2"  # the refresh landed: no miss needed
+    assert cache.misses == 1
+
+
+async def test_an_entry_nobody_reads_still_expires(redis_store: RedisStore) -> None:
+    counting = CountingStore(redis_store)
+    sealed = SealedStore(counting, lambda: KEYRING, RecordCache(counting.get, ttl=0.2))  # type: ignore[arg-type]
+    await sealed.put(KEY, b"v1")
+    await sealed.get_cached(KEY)
+    await asyncio.sleep(0.25)
+    assert sealed.peek_cached(KEY) is None  # past its ttl: never served
