@@ -51,10 +51,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     """
     if settings.keyring_file is None:
         raise ConfigError("BROKER_KEYRING_FILE is not set")
-    app = web.Application(
-        middlewares=[middlewares.broker_middleware],
-        client_max_size=middlewares.MAX_BODY_BYTES,
-    )
+    app = web.Application(client_max_size=middlewares.MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[ADMIN_TOKENS] = AdminTokens(
@@ -74,7 +71,22 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         webhooks,
         events,
     ):
-        app.add_routes(module.routes)
+        for route in module.routes:
+            assert isinstance(route, web.RouteDef)
+            # registered as `add_routes` would (GET routes answer HEAD too), handler wrapped
+            app.add_routes(
+                [
+                    web.RouteDef(
+                        route.method, route.path, middlewares.handled(route.handler), route.kwargs
+                    )
+                ]
+            )
+    app.router.add_route(
+        "*",
+        middlewares.UNMATCHED_PATH,
+        middlewares.handled(middlewares.unmatched),
+        name=middlewares.UNMATCHED,
+    )
     return app
 
 

@@ -40,6 +40,10 @@ class OidcPeerError(RuntimeError):
     """The OAuth peer could not start, or answered something unexpected."""
 
 
+class _NotReady(OidcPeerError):
+    """The node process ran but never said READY."""
+
+
 class OidcPeer:
     """One `oidc-provider` process on 127.0.0.1 (a free port unless the config names one).
 
@@ -59,6 +63,15 @@ class OidcPeer:
     def start(self, config: Mapping[str, Any]) -> None:
         if self._process is not None:
             raise OidcPeerError("the OIDC peer is already running; stop() it first")
+        try:
+            self._start(config)
+        except _NotReady:
+            # Seen once in a full run on a loaded machine: node printed its start-up warning,
+            # then no READY line for 30 s. A fresh process gets one more chance; a second
+            # silent start fails the tests as before.
+            self._start(config)
+
+    def _start(self, config: Mapping[str, Any]) -> None:
         node = shutil.which("node")
         if node is None:
             raise OidcPeerError(
@@ -92,9 +105,8 @@ class OidcPeer:
         except Exception as exc:
             output = self.output()
             self.stop()
-            raise OidcPeerError(
-                f"the OIDC peer did not start ({exc}); its output:\n{output}"
-            ) from exc
+            error = _NotReady if isinstance(exc, _NotReady) else OidcPeerError
+            raise error(f"the OIDC peer did not start ({exc}); its output:\n{output}") from exc
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -188,7 +200,7 @@ class OidcPeer:
             if code is not None:
                 raise OidcPeerError(f"node exited with status {code}")
             time.sleep(0.02)
-        raise OidcPeerError(f"no READY line within {self.startup_timeout} s")
+        raise _NotReady(f"no READY line within {self.startup_timeout} s")
 
     def _get_json(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.issuer + path, timeout=10) as response:

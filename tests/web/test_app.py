@@ -54,6 +54,16 @@ async def test_unknown_route_and_method_are_json_errors(client: Client) -> None:
     resp = await client.post("/healthz")
     assert resp.status == 405
     assert (await resp.json())["error"] == "method_not_allowed"
+    assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    # a templated route: the method is checked after the admin token, like every /v1 route
+    resp = await client.put("/v1/connections/conn_0123456789abcdef0123", headers=admin())
+    assert resp.status == 405
+    assert "DELETE" in resp.headers["Allow"] and "PUT" not in resp.headers["Allow"]
+    resp = await client.head("/healthz")  # GET routes answer HEAD
+    assert resp.status == 200
+    resp = await client.delete("/v1/nope", headers=admin())
+    assert resp.status == 404
+    assert (await resp.json())["error"] == "not_found"
 
 
 async def test_oversized_body_is_413_json(client: Client) -> None:
