@@ -45,14 +45,14 @@ def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
     if it is malformed, tampered with, or was sealed under another AAD."""
     parsed = _parsed.get(sealed)
     if parsed is None:
-        parsed = _parse(sealed)
+        key_id, body = _parse(sealed)
+        header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
+        parsed = key_id, header, body[:NONCE_SIZE], body[NONCE_SIZE:]
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()
         _parsed[sealed] = parsed
-    key_id, body = parsed
+    key_id, header, nonce, ciphertext = parsed
     key = keyring.key(key_id)
-    header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
-    nonce, ciphertext = body[:NONCE_SIZE], body[NONCE_SIZE:]
     try:
         return _cipher(key).decrypt(nonce, ciphertext, header + aad)
     except InvalidTag:
@@ -64,7 +64,7 @@ def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
 _ciphers: dict[bytes, AESGCM] = {}
 # The hot path opens the same cached (sealed) record over and over: remember how its text
 # splits and decodes. What is kept is still ciphertext; decryption runs on every open.
-_parsed: dict[bytes, tuple[str, bytes]] = {}
+_parsed: dict[bytes, tuple[str, bytes, bytes, bytes]] = {}  # key id, header, nonce, ciphertext
 _PARSED_MAX = 4096
 
 
