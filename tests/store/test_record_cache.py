@@ -84,7 +84,7 @@ async def test_a_fetch_started_before_a_write_is_not_shared_after_it(
     counting, sealed = cached
     counting.gate.clear()
     early = asyncio.ensure_future(sealed.get_cached(KEY))
-    await asyncio.sleep(0.05)  # its fetch has read "old" and is held
+    await asyncio.sleep(0.05)  # its fetch has read b"v1" and is held
     await sealed.put(KEY, b"new")  # this replica's own write, during that fetch
     late = asyncio.ensure_future(sealed.get_cached(KEY))
     await asyncio.sleep(0.05)
