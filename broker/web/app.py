@@ -71,16 +71,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         webhooks,
         events,
     ):
-        for route in module.routes:
-            assert isinstance(route, web.RouteDef)
-            # registered as `add_routes` would (GET routes answer HEAD too), handler wrapped
-            app.add_routes(
-                [
-                    web.RouteDef(
-                        route.method, route.path, middlewares.handled(route.handler), route.kwargs
-                    )
-                ]
-            )
+        app.add_routes([_handled(route) for route in module.routes])
     app.router.add_route(
         "*",
         middlewares.UNMATCHED_PATH,
@@ -88,6 +79,13 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         name=middlewares.UNMATCHED,
     )
     return app
+
+
+def _handled(route: web.AbstractRouteDef) -> web.RouteDef:
+    """The route with its handler behind `middlewares.handle`; registered as given (a GET
+    route answers HEAD too)."""
+    assert isinstance(route, web.RouteDef)
+    return web.RouteDef(route.method, route.path, middlewares.handled(route.handler), route.kwargs)
 
 
 KEYRING_POLL = 2.0
