@@ -7,7 +7,6 @@ the record; reads redact them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -79,16 +78,9 @@ async def get(ctx: Context, credential_key: str, tenant_id: str | None = None) -
 
 
 async def resolve(ctx: Context, credential_key: str, tenant_id: str) -> OAuthApp:
-    """The tenant's override if it has one, else the default registration. Both are read at
-    once: this is on the refresh path, where each round trip before the provider call is
-    one more wait behind a stampede's queued requests."""
-    override, default = await asyncio.gather(
-        *(
-            records.load(ctx.store, keys.oauth_app(credential_key, tenant), OAuthApp)
-            for tenant in (tenant_id, None)
-        )
-    )
-    for found in (override, default):
+    """The tenant's override if it has one, else the default registration."""
+    for tenant in (tenant_id, None):
+        found = await records.load(ctx.store, keys.oauth_app(credential_key, tenant), OAuthApp)
         if found is not None:
             return found[0]
     raise InvalidRequest(f"no OAuth app is registered under credential key {credential_key!r}")

@@ -37,7 +37,7 @@ class RecordCache:
         self._fetch = fetch
         self.ttl = ttl
         self.max_entries = max_entries
-        self.generation = 0
+        self._generation = 0
         # key -> (sealed value, version, expires at, refresh from)
         self._entries: dict[str, tuple[bytes, int, float, float]] = {}
         self._fills: dict[str, asyncio.Future[tuple[bytes, int] | None]] = {}
@@ -57,8 +57,8 @@ class RecordCache:
         self.hits += 1
         return entry[0], entry[1]
 
-    def put(self, key: str, sealed: bytes, version: int, generation: int) -> None:
-        if generation != self.generation:
+    def _put(self, key: str, sealed: bytes, version: int, generation: int) -> None:
+        if generation != self._generation:
             return  # an invalidation arrived while this value was being fetched
         if len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]  # oldest first (insertion order)
@@ -78,10 +78,10 @@ class RecordCache:
         return pending
 
     async def _fill(self, key: str) -> tuple[bytes, int] | None:
-        generation = self.generation
+        generation = self._generation
         found = await self._fetch(key)
         if found is not None:
-            self.put(key, found[0], found[1], generation)
+            self._put(key, found[0], found[1], generation)
         return found
 
     def _forget_fill(self, key: str, done: asyncio.Future[tuple[bytes, int] | None]) -> None:
@@ -91,7 +91,7 @@ class RecordCache:
             done.exception()  # retrieved: a failure reaches the callers, not the loop's log
 
     def on_change(self, key: str | None) -> None:
-        self.generation += 1
+        self._generation += 1
         if key is None:
             self._entries.clear()
             self._fills.clear()
