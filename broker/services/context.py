@@ -17,6 +17,15 @@ from broker.store.cache import ChangeNotifier
 from broker.store.sealed import SealedStore
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """A refresh under way in this process, which every caller that needs one shares."""
+
+    result: asyncio.Future[StoredToken]
+    forced: bool
+    """Started because a runtime said the token was refused (`POST .../oauth/refresh`)."""
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -28,5 +37,5 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     changes: ChangeNotifier = field(default_factory=ChangeNotifier)
     """Wakes whoever waits for a key to change (fed by the store's change feed, if any)."""
-    inflight: dict[str, asyncio.Future[StoredToken]] = field(default_factory=dict)
+    inflight: dict[str, InFlight] = field(default_factory=dict)
     """Refreshes under way in this process, by connection id (see services.refresh)."""

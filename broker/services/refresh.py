@@ -18,7 +18,7 @@ from broker import metrics, oauth
 from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeout, VersionConflict
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import connections, events, oauth_apps
-from broker.services.context import Context
+from broker.services.context import Context, InFlight
 from broker.services.provider_http import obtain_token
 from broker.services.records import Connection, RefreshState, StoredToken
 from broker.store import keys
@@ -77,15 +77,27 @@ async def ensure_fresh(
     # costs one lock attempt and one poller per replica, not one per caller.
     shared = ctx.inflight.get(connection_id)
     if shared is None:
-        shared = asyncio.ensure_future(
+        result = asyncio.ensure_future(
             _across_replicas(
                 ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
             )
         )
-        ctx.inflight[connection_id] = shared
-        shared.add_done_callback(lambda _: ctx.inflight.pop(connection_id, None))
+        shared = ctx.inflight[connection_id] = InFlight(result, force)
+        result.add_done_callback(lambda _: ctx.inflight.pop(connection_id, None))
     # shield: a caller that goes away must not cancel the refresh the others wait for
-    return await asyncio.shield(shared)
+    return await asyncio.shield(shared.result)
+
+
+def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToken] | None:
+    """The refresh of a stale token this process already runs for the connection, for the
+    next stale caller to wait on without `ensure_fresh`'s checks: the caller that started it
+    made them. In a stampede every queued caller passes here, and the refresh's first step
+    waits behind all of them. A forced refresh is not joined: while backing off after a
+    transient failure, a caller is served the still-valid token at once instead."""
+    shared = ctx.inflight.get(connection_id)
+    if shared is None or shared.forced:
+        return None
+    return asyncio.shield(shared.result)
 
 
 async def _across_replicas(

@@ -71,6 +71,10 @@ async def access_token(
         if not force and view.status == "active" and refresh.is_fresh(token, wanted, ctx.clock()):
             assert token is not None
             return token  # the hot path: nothing to refresh, nothing to await
+        if not force and view.status == "active":
+            joined = refresh.join_unforced(ctx, grant.connection_id)
+            if joined is not None:
+                return await joined
         current = Connection.model_validate_json(raw), version
         return await refresh.ensure_fresh(
             ctx, grant.connection_id, min_ttl=wanted, force=force, current=current

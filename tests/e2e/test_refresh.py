@@ -76,10 +76,16 @@ class TokenProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.failing = False
+        self.held: asyncio.Event | None = None
+        """While set to an unset event, token requests wait for it (`reached` tells one came)."""
+        self.reached = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_post("/token", self.token)
 
     async def token(self, request: web.Request) -> web.Response:
+        self.reached.set()
+        if self.held is not None:
+            await self.held.wait()
         if self.failing:
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
         return await forward(request, self.upstream, await request.read())
@@ -346,6 +352,33 @@ async def test_transient_failures_keep_the_old_token(
     assert failed == {"status": "active", "error": "http_503", "failures": 1}
     assert recovered["last_error"] == "http_503" and recovered["failures"] >= 2
     assert "access_token" not in str(found) and old not in str(found)
+
+
+async def test_backing_off_a_forced_refresh_holds_up_no_reader(
+    api: aiohttp.ClientSession, proxy: TokenProxy
+) -> None:
+    """While backing off after a transient failure, a reader of a stale but valid token is
+    served it at once, even while a forced refresh of the same connection waits on the
+    provider."""
+    connection_id, runtime = await connected(api, "flaky")
+    old = await wait_until_stale(api, runtime)
+    proxy.failing = True
+    assert (await token_of(api, runtime))["access_token"] == old  # one failure: backing off
+    proxy.held, proxy.reached = asyncio.Event(), asyncio.Event()
+    forced = asyncio.ensure_future(
+        api.post("/v1/runtime/oauth/refresh", headers={"Authorization": f"Bearer {runtime}"})
+    )
+    await asyncio.wait_for(proxy.reached.wait(), 1)
+    readers = await asyncio.wait_for(
+        asyncio.gather(*(token_of(api, runtime) for _ in range(5))), 0.5
+    )
+    assert {r["access_token"] for r in readers} == {old}
+    assert not forced.done()
+    proxy.held.set()
+    resp = await forced
+    assert resp.status == 200 and (await resp.json())["access_token"] == old
+    view = await (await api.get(f"/v1/connections/{connection_id}", headers=admin())).json()
+    assert view["refresh"]["failures"] == 2
 
 
 async def test_client_credentials(api: aiohttp.ClientSession, oidc: OidcPeer) -> None:
