@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     """Seconds an earlier settings version is kept after it was replaced (0: no limit)."""
     webhook_secret_grace: int = Field(default=86_400, ge=0)
     """Seconds a replaced webhook signing secret still verifies (providers roll slowly)."""
+    webhook_replay_window: int = Field(default=86_400, ge=600)
+    """Seconds a webhook delivery stays claimed where its scheme signs no timestamp (GitHub,
+    Shopify): a replay after that verifies again. Never below the 2 x 300 s in which a
+    timestamped delivery is accepted."""
     webhook_base_url: str = ""
     events_url: str | None = None
     """Where events are pushed (POST, Standard Webhooks signatures); unset: pull only."""

@@ -3,8 +3,14 @@
 The platform forwards the provider's raw body and headers; the scheme comes from the
 manifest's `webhooks.auth` and the secret from the connection (or, for providers that sign
 with the OAuth app's secret, from the app). During a secret roll the replaced secret keeps
-verifying for `BROKER_WEBHOOK_SECRET_GRACE` seconds. A delivery seen before within the
-tolerance window is a replay: its id is claimed once, atomically, with an expiring lock.
+verifying for `BROKER_WEBHOOK_SECRET_GRACE` seconds.
+
+A delivery seen before is a replay: its id and the fingerprint of what its signature covers
+are each claimed once, atomically, with an expiring lock, and either one taken before
+refuses it (an id header outside the signature can be changed at will). Where a timestamp
+is signed, the tolerance already refuses an old delivery, so a claim need only outlive it;
+where none is (GitHub, Shopify) a claim lasts `BROKER_WEBHOOK_REPLAY_WINDOW`, and a
+delivery captured before that is accepted again.
 """
 
 from __future__ import annotations
@@ -60,12 +66,18 @@ async def verify(
             now=now,
             tolerance=TOLERANCE,
         )
-        digest = hashlib.sha256(verified.delivery_id.encode()).hexdigest()[:40]
-        claimed = await ctx.store.acquire(
-            keys.webhook_delivery(connection.id, digest), 2 * TOLERANCE + 60
+        window = (
+            2 * TOLERANCE + 60
+            if verified.timestamp is not None
+            else ctx.settings.webhook_replay_window
         )
-        if claimed is None:
-            raise Replayed("this delivery was verified before (replay)")
+        for claim in (verified.delivery_id, verified.fingerprint):
+            digest = hashlib.sha256(claim.encode()).hexdigest()[:40]
+            if (
+                await ctx.store.acquire(keys.webhook_delivery(connection.id, digest), window)
+                is None
+            ):
+                raise Replayed("this delivery was verified before (replay)")
         return verified
     except Exception as exc:
         outcome = getattr(exc, "code", "error")

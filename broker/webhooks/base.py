@@ -5,6 +5,10 @@ id. Where it does not (Stripe's event id is in the body, Slack has none) the del
 identified by its signature, taken as a digest of the exact bytes the signature covers,
 not the header text: a header is not itself signed, so a replay that drops one of two
 `v1=` entries or changes hex case would otherwise look like a new delivery.
+
+A delivery-id header that the signature does not cover (GitHub, Shopify) can be changed by
+anyone who saw one delivery, so every delivery also carries a `fingerprint` of what is
+signed: replay detection claims both.
 """
 
 from __future__ import annotations
@@ -30,15 +34,17 @@ _SHA256_SIZE = 32
 class Verified:
     """An authentic delivery.
 
-    `delivery_id` is the key for replay detection; `timestamp` is the signed send time
-    where the scheme has one; `secret_index` is the position in `secrets` that matched,
-    so an operator can tell when an old secret stopped being used and can retire.
+    `delivery_id` and `fingerprint` are the keys for replay detection (the provider's id,
+    and what no replay can change); `timestamp` is the signed send time where the scheme
+    has one; `secret_index` is the position in `secrets` that matched, so an operator can
+    tell when an old secret stopped being used and can retire.
     """
 
     scheme: str
     delivery_id: str
     timestamp: int | None
     secret_index: int
+    fingerprint: str
 
 
 class Headers:
@@ -120,3 +126,11 @@ def match(keys: Sequence[bytes], message: bytes, candidates: Sequence[bytes]) ->
 def fingerprint(message: bytes) -> str:
     """Delivery id for schemes without one: a digest of everything the signature covers."""
     return "sha256:" + hashlib.sha256(message).hexdigest()
+
+
+def signed_fingerprint(key: bytes, message: bytes) -> str:
+    """A digest of the signed bytes and their signature. The signature is recomputed with
+    the key that matched rather than taken from the header, whose spelling (hex case, which
+    of several entries) a replay is free to change."""
+    signature = hmac.new(key, message, hashlib.sha256).digest()
+    return "signed:" + hashlib.sha256(signature + message).hexdigest()

@@ -1,14 +1,23 @@
 """GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>`.
 
 No timestamp is signed. The delivery id is `X-GitHub-Delivery`; it is not covered by the
-HMAC, so without it (GitHub always sends it) the signed body's digest stands in.
+HMAC, so without it (GitHub always sends it) the signed body's digest stands in, and a
+replay under a new id is caught by the fingerprint of the signed body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from broker.webhooks.base import Headers, Verified, fingerprint, hex_signature, match, utf8_keys
+from broker.webhooks.base import (
+    Headers,
+    Verified,
+    fingerprint,
+    hex_signature,
+    match,
+    signed_fingerprint,
+    utf8_keys,
+)
 from broker.webhooks.errors import InvalidSignature, MalformedHeader
 
 SCHEME = "github_hmac_sha256"
@@ -24,8 +33,9 @@ def verify(
     if not value.startswith(_PREFIX):
         raise MalformedHeader(HEADER, f"must start with {_PREFIX}")
     signature = hex_signature(value[len(_PREFIX) :], HEADER)
-    index = match(utf8_keys(secrets), body, [signature])
+    keys = utf8_keys(secrets)
+    index = match(keys, body, [signature])
     if index is None:
         raise InvalidSignature(f"{HEADER} does not match the payload")
     delivery_id = headers.get(DELIVERY_HEADER) or fingerprint(body)
-    return Verified(SCHEME, delivery_id, None, index)
+    return Verified(SCHEME, delivery_id, None, index, signed_fingerprint(keys[index], body))

@@ -16,6 +16,7 @@ from broker.webhooks.base import (
     hex_signature,
     match,
     parse_timestamp,
+    signed_fingerprint,
     utf8_keys,
 )
 from broker.webhooks.errors import InvalidSignature, MalformedHeader
@@ -36,8 +37,11 @@ def verify(
     signature = hex_signature(value[len(_PREFIX) :], HEADER)
     timestamp = parse_timestamp(stamp, TIMESTAMP_HEADER)
     message = f"v0:{stamp}:".encode() + body
-    index = match(utf8_keys(secrets), message, [signature])
+    keys = utf8_keys(secrets)
+    index = match(keys, message, [signature])
     if index is None:
         raise InvalidSignature(f"{HEADER} does not match the payload")
     check_tolerance(timestamp, now, tolerance)
-    return Verified(SCHEME, fingerprint(message), timestamp, index)
+    return Verified(
+        SCHEME, fingerprint(message), timestamp, index, signed_fingerprint(keys[index], message)
+    )

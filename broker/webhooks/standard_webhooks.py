@@ -21,6 +21,7 @@ from broker.webhooks.base import (
     check_tolerance,
     match,
     parse_timestamp,
+    signed_fingerprint,
 )
 from broker.webhooks.errors import InvalidSignature, MalformedHeader, UnusableSecret
 
@@ -76,4 +77,4 @@ def verify(
     if index is None:
         raise InvalidSignature(f"no v1 signature in {sig_header} matches the payload")
     check_tolerance(timestamp, now, tolerance)
-    return Verified(SCHEME, msg_id, timestamp, index)
+    return Verified(SCHEME, msg_id, timestamp, index, signed_fingerprint(keys[index], message))

@@ -19,6 +19,7 @@ from broker.webhooks.base import (
     hex_signature,
     match,
     parse_timestamp,
+    signed_fingerprint,
     utf8_keys,
 )
 from broker.webhooks.errors import InvalidSignature, MalformedHeader
@@ -52,8 +53,11 @@ def verify(
     if not signatures:
         raise InvalidSignature(f"{HEADER} header carries no v1 signature")
     message = f"{timestamp}.".encode() + body
-    index = match(utf8_keys(secrets), message, signatures)
+    keys = utf8_keys(secrets)
+    index = match(keys, message, signatures)
     if index is None:
         raise InvalidSignature(f"no v1 signature in {HEADER} matches the payload")
     check_tolerance(timestamp, now, tolerance)
-    return Verified(SCHEME, fingerprint(message), timestamp, index)
+    return Verified(
+        SCHEME, fingerprint(message), timestamp, index, signed_fingerprint(keys[index], message)
+    )

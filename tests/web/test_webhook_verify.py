@@ -3,9 +3,15 @@ accepts the old secret for a while after a roll."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +26,7 @@ from tests.helpers import admin
 Client = TestClient[Any, Any]
 OLD = "whsec_CANARY_old_4d2f0a9b"
 NEW = "whsec_CANARY_new_77c1e3aa"
+ROOT = Path(__file__).resolve().parents[2]
 BODY = json.dumps({"id": "evt_1", "type": "invoice.paid"}).encode()
 
 
@@ -124,3 +131,108 @@ async def test_a_connector_without_webhooks(client: Client) -> None:
     cid = (await resp.json())["id"]
     status, body = await verify(client, cid, BODY, signed(BODY, OLD))
     assert status == 400 and "declares no webhooks" in body["message"]
+
+
+def hmac_connectors(folder: Path) -> Path:
+    """API-key connectors that sign like GitHub and Shopify (the bundled ones are OAuth)."""
+    stripe_manifest = json.loads((ROOT / "connectors" / "stripe" / "manifest.json").read_text())
+    for key, scheme in (("gh-hooks", "github_hmac_sha256"), ("shop-hooks", "shopify_hmac_sha256")):
+        manifest = {**stripe_manifest, "key": key, "name": key, "ui": {"lineColumns": []}}
+        manifest["webhooks"] = {"endpoint": f"/webhooks/{key}", "auth": scheme}
+        manifest["fields"] = []
+        (folder / key).mkdir(parents=True)
+        (folder / key / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def github_signed(body: bytes, delivery: str) -> dict[str, str]:
+    signature = hmac.new(OLD.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": f"sha256={signature}", "X-GitHub-Delivery": delivery}
+
+
+def shopify_signed(body: bytes, delivery: str) -> dict[str, str]:
+    signature = hmac.new(OLD.encode(), body, hashlib.sha256).digest()
+    return {
+        "X-Shopify-Hmac-Sha256": base64.b64encode(signature).decode(),
+        "X-Shopify-Webhook-Id": delivery,
+    }
+
+
+@pytest.mark.parametrize(
+    ("connector", "sign"), [("gh-hooks", github_signed), ("shop-hooks", shopify_signed)]
+)
+async def test_a_new_delivery_id_does_not_make_a_signed_body_new(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    connector: str,
+    sign: Callable[[bytes, str], dict[str, str]],
+) -> None:
+    # The delivery-id header is not signed: whoever saw one delivery can resend its body
+    # and signature under any id. What the signature covers decides, the header only adds.
+    settings = make_settings(connectors_dirs=str(hmac_connectors(tmp_path / "connectors")))
+    async with TestClient(TestServer(create_app(settings))) as client:
+        resp = await client.post(
+            "/v1/connections",
+            headers=admin(),
+            json={
+                "tenant_id": "t1",
+                "connector": connector,
+                "settings": {"api_key": "k", "webhook_secret": OLD},
+            },
+        )
+        assert resp.status == 201, await resp.text()
+        cid = (await resp.json())["id"]
+        answers = [
+            await verify(client, cid, BODY, {**sign(BODY, delivery), **admin()})
+            for delivery in ("d-1", "d-1", "d-2")
+        ]
+        assert [(status, body.get("error")) for status, body in answers] == [
+            (200, None),
+            (409, "replayed"),
+            (409, "replayed"),
+        ]
+        other = BODY.replace(b"evt_1", b"evt_2")
+        status, _ = await verify(client, cid, other, {**sign(other, "d-3"), **admin()})
+        assert status == 200  # a new body is a new delivery
+
+
+async def test_claims_without_a_signed_timestamp_last_the_replay_window(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # GitHub signs no time: a claim that expired after the 300 s tolerance would let a
+    # captured delivery verify again ten minutes later. Stripe signs one: its tolerance
+    # already refuses an old delivery, so its claims need not outlive it.
+    settings = make_settings(
+        connectors_dirs=str(hmac_connectors(tmp_path / "connectors")),
+        webhook_replay_window=7200,
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        cids = {}
+        for connector, values in (
+            ("gh-hooks", {"api_key": "k", "webhook_secret": OLD}),
+            ("stripe", {"api_key": "k", "webhook_secret": OLD}),
+        ):
+            resp = await client.post(
+                "/v1/connections",
+                headers=admin(),
+                json={"tenant_id": "t1", "connector": connector, "settings": values},
+            )
+            cids[connector] = (await resp.json())["id"]
+        started = time.time()
+        status, _ = await verify(
+            client, cids["gh-hooks"], BODY, {**github_signed(BODY, "d-1"), **admin()}
+        )
+        assert status == 200
+        status, _ = await verify(client, cids["stripe"], BODY, signed(BODY, OLD))
+        assert status == 200
+        finished = time.time()
+    with closing(sqlite3.connect(tmp_path / "broker.db")) as db:
+        claims = db.execute("SELECT key, expires_at FROM locks WHERE key LIKE '%delivery:%'")
+        expiries: dict[str, list[float]] = {}
+        for key, expires_at in claims:
+            owner = next(name for name, cid in cids.items() if cid in key)
+            expiries.setdefault(owner, []).append(expires_at)
+    assert len(expiries["gh-hooks"]) == 2  # the header id and the signed bytes
+    assert all(started + 7200 <= at <= finished + 7200 for at in expiries["gh-hooks"])
+    assert expiries["stripe"]
+    assert all(started + 600 <= at <= finished + 2 * 300 + 60 for at in expiries["stripe"])

@@ -133,6 +133,15 @@ def test_header_names_are_case_insensitive(sig_name: str, id_name: str) -> None:
     assert result.delivery_id == DELIVERY
 
 
+def test_the_fingerprint_is_the_signed_body_whatever_the_unsigned_headers_say() -> None:
+    first = check({"X-Hub-Signature-256": sign(SECRET), "X-GitHub-Delivery": "d-1"})
+    renamed = check({"X-Hub-Signature-256": sign(SECRET).upper().replace("SHA256=", "sha256=")})
+    assert renamed.fingerprint == first.fingerprint
+    assert check(
+        {"X-Hub-Signature-256": sign(SECRET, BODY + b" ")}, body=BODY + b" "
+    ).fingerprint != (first.fingerprint)
+
+
 def test_no_error_leaks_the_secret_or_expected_signature() -> None:
     cases: list[tuple[dict[str, str], bytes]] = [
         ({"X-Hub-Signature-256": sign(CANARY)}, BODY + b"x"),

@@ -97,6 +97,14 @@ def test_header_names_are_case_insensitive(name: str) -> None:
     assert result.delivery_id == WEBHOOK_ID
 
 
+def test_the_fingerprint_is_the_signed_body_whatever_the_webhook_id_says() -> None:
+    first = check({"X-Shopify-Hmac-Sha256": sign(SECRET), "X-Shopify-Webhook-Id": "w-1"})
+    second = check({"X-Shopify-Hmac-Sha256": sign(SECRET), "X-Shopify-Webhook-Id": "w-2"})
+    assert (first.delivery_id, second.fingerprint) == ("w-1", first.fingerprint)
+    other = check({"X-Shopify-Hmac-Sha256": sign(SECRET, BODY + b" ")}, body=BODY + b" ")
+    assert other.fingerprint != first.fingerprint
+
+
 def test_no_error_leaks_the_secret_or_expected_signature() -> None:
     cases: list[tuple[dict[str, str], bytes]] = [
         ({"X-Shopify-Hmac-Sha256": sign(CANARY)}, BODY + b"x"),
