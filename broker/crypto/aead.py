@@ -78,20 +78,22 @@ def _cipher(key: bytes) -> AESGCM:
     return cipher
 
 
-def _decode_canonical(encoded: bytes) -> bytes:
-    """Strict base64url without padding. Only the canonical spelling is accepted: otherwise
-    the spare bits of the last character give several spellings of one value, and a flipped
-    byte there could go unnoticed."""
+def decode_base64url(encoded: bytes) -> bytes:
+    """Strict base64url without padding, or `ValueError` (whose message quotes nothing).
+
+    Only the canonical spelling is accepted: a lenient decoder skips junk, padding and
+    whitespace and ignores the spare bits of the last character, so one value would have
+    many spellings, and a flipped byte or appended text could go unnoticed."""
     spare = _SPARE_BITS.get(len(encoded) % 4)
     if spare is None or b"+" in encoded or b"/" in encoded or b"=" in encoded:
-        raise CryptoError("malformed sealed value (data is not base64url)")
+        raise ValueError("data is not base64url")
     if spare and encoded and _ALPHABET.find(encoded[-1:]) & spare:
-        raise CryptoError("malformed sealed value (non-canonical base64url)")
+        raise ValueError("non-canonical base64url")
     padded = encoded.translate(_TO_STANDARD) + b"=" * (-len(encoded) % 4)
     try:
         return binascii.a2b_base64(padded, strict_mode=True)
     except (binascii.Error, ValueError):
-        raise CryptoError("malformed sealed value (data is not base64url)") from None
+        raise ValueError("data is not base64url") from None
 
 
 def key_id_of(sealed: bytes) -> str:
@@ -116,7 +118,10 @@ def _parse(sealed: bytes) -> tuple[str, bytes]:
     key_id = raw_id.decode("ascii", errors="replace")
     if not valid_key_id(key_id):
         raise CryptoError("malformed sealed value (invalid key id)")
-    body = _decode_canonical(encoded)
+    try:
+        body = decode_base64url(encoded)
+    except ValueError as exc:
+        raise CryptoError(f"malformed sealed value ({exc})") from None
     if len(body) < NONCE_SIZE + TAG_SIZE:
         raise CryptoError("malformed sealed value (too short)")
     return key_id, body

@@ -11,13 +11,13 @@ its tenant, the secret names the manifest grants, and whether OAuth access is al
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import secrets
 from dataclasses import dataclass
 
+from broker.crypto.aead import decode_base64url
 from broker.crypto.keyring import Keyring, derive_key, valid_key_id
 from broker.errors import Unauthorized, UnknownKey
 
@@ -44,7 +44,8 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # strict: a lenient decoder would take the token with junk appended as the same token
+    return decode_base64url(text.encode())
 
 
 _derived: dict[tuple[str, bytes], bytes] = {}
@@ -112,7 +113,7 @@ def verify_runtime_token(keyring: Keyring, token: str, *, now: float) -> Runtime
         given = _unb64(signature)
     except UnknownKey:
         raise Unauthorized("runtime token signed with a retired key") from None
-    except (binascii.Error, ValueError):
+    except ValueError:
         raise Unauthorized("malformed runtime token") from None
     if not hmac.compare_digest(expected, given):
         raise Unauthorized("invalid runtime token")

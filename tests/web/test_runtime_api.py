@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from broker.crypto import Keyring, save_keyring
+from broker.crypto.runtime_tokens import verify_runtime_token
+from broker.errors import Unauthorized
 from broker.web.state import KEYRING
 from tests.helpers import admin
 
@@ -118,6 +121,52 @@ async def test_bad_runtime_tokens(client: Client, keyring_file: Path) -> None:
         assert (await resp.json())["error"] == "unauthorized"
     assert (await client.get("/v1/runtime/secrets/api_key")).status == 401
     assert (await client.get("/v1/runtime/secrets/api_key", headers=admin())).status == 401
+
+
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def respelled(token: str) -> list[str]:
+    """Other spellings of the token's signature that a lenient base64url decoder reads as the
+    same bytes: junk it skips, padding, whitespace, and the last character's two spare bits
+    (a 32-byte MAC is 43 characters, 258 bits)."""
+    signed, _, signature = token.rpartition(".")
+    last = ALPHABET.index(signature[-1])
+    spare_bits_set = signature[:-1] + ALPHABET[last ^ 0b01]
+    return [
+        token + "!!",
+        token + "$$$",
+        token + "=",
+        token + "==",
+        f"{signed}.{signature[:20]} {signature[20:]}",
+        f"{signed}.{signature[:20]}   {signature[20:]}",  # 46 characters: decodes leniently
+        f"{signed}.{signature[:20]} \t {signature[20:]}",
+        f"{signed}.{signature[:20]} \t\n{signature[20:]}",
+        f"{signed}.{signature[:20]}\n{signature[20:]}===",
+        f"{signed}.{signature[:-1]}+{signature[-1]}",
+        f"{signed}.{spare_bits_set}",
+    ]
+
+
+async def test_a_token_is_only_accepted_as_minted(client: Client) -> None:
+    cid = await connect(client, "t1", "stripe", {"api_key": "sk_test_x"})
+    token = await mint(client, cid)
+    assert (await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))).status == 200
+    for variant in respelled(token):
+        assert verify_runtime_token_fails(client, variant), repr(variant)
+        if "\n" in variant:
+            continue  # not sendable in a header; the direct check above covers it
+        resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(variant))
+        assert resp.status == 401, repr(variant)
+        assert (await resp.json())["error"] == "unauthorized"
+
+
+def verify_runtime_token_fails(client: Client, token: str) -> bool:
+    try:
+        verify_runtime_token(client.app[KEYRING].current, token, now=time.time())
+    except Unauthorized:
+        return True
+    return False
 
 
 async def test_token_ttl_bounds_and_expiry(client: Client) -> None:
