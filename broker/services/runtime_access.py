@@ -1,8 +1,9 @@
 """What a connector runtime may read, checked against the grant in its runtime token.
 
 The grant is fixed at mint time and verified without the store; the connection record is
-read on every call, so a deleted connection makes its tokens useless at once. Every read
-is audited by name and outcome, never by value.
+read on every call, so a deleted connection makes its tokens useless at once, and so does
+one left `revoked` by a delete that did not finish. Every read is audited by name and
+outcome, never by value.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from __future__ import annotations
 import json
 
 from broker.crypto.runtime_tokens import RuntimeGrant
-from broker.errors import BrokerError, NotFound, NotGranted, NotOAuth, Unauthorized
+from broker.errors import (
+    BrokerError,
+    NeedsReauth,
+    NotFound,
+    NotGranted,
+    NotOAuth,
+    Unauthorized,
+)
 from broker.services import refresh
 from broker.services.context import Context
 from broker.services.records import Connection, RuntimeView, StoredToken
@@ -29,6 +37,11 @@ async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, b
     view = RuntimeView.model_validate_json(raw)
     if view.tenant_id != grant.tenant_id or view.connector != grant.connector:
         raise Unauthorized("the runtime token does not match its connection")
+    if view.status == "revoked":
+        # a delete that did not finish: the connection is gone for everyone but its record.
+        # 409 needs_reauth, as the access-token path has always answered it; needs_reauth
+        # itself still serves settings, since only the OAuth grant is lost.
+        raise NeedsReauth(f"connection {grant.connection_id} is revoked: nothing is served")
     return view, raw, version
 
 

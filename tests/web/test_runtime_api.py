@@ -15,7 +15,10 @@ from aiohttp.test_utils import TestClient
 from broker.crypto import Keyring, save_keyring
 from broker.crypto.runtime_tokens import verify_runtime_token
 from broker.errors import Unauthorized
-from broker.web.state import KEYRING
+from broker.services import records
+from broker.services.records import Connection
+from broker.store import keys
+from broker.web.state import CONTEXT, KEYRING
 from tests.helpers import admin
 
 Client = TestClient[Any, Any]
@@ -193,6 +196,34 @@ async def test_a_deleted_connection_kills_its_tokens(client: Client) -> None:
     assert (await client.delete(f"/v1/connections/{cid}", headers=admin())).status == 200
     resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))
     assert resp.status == 401
+
+
+async def test_a_connection_left_revoked_by_an_interrupted_delete_serves_nothing(
+    client: Client,
+) -> None:
+    key = "sk_test_REVOKED_CANARY_5e6f"
+    cid = await connect(client, "t1", "stripe", {"api_key": key})
+    token = await mint(client, cid)
+    ctx = client.app[CONTEXT]
+
+    async def set_status(status: str, **extra: Any) -> None:
+        found = await records.load(ctx.store, keys.connection(cid), Connection)
+        assert found is not None
+        conn, version = found
+        update = {"status": status, **extra}
+        await records.save(ctx.store, keys.connection(cid), conn.model_copy(update=update), version)
+
+    # a needs_reauth connection's grant is gone, not its settings: those are still served
+    await set_status("needs_reauth")
+    resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))
+    assert resp.status == 200 and (await resp.json())["value"] == key
+    # what `events.delete_connection` writes before the record goes: a crash in between
+    # leaves it, and a deleted connection must not keep serving its secrets
+    await set_status("revoked", events_closed=True)
+    resp = await client.get("/v1/runtime/secrets/api_key", headers=bearer(token))
+    body = await resp.json()
+    assert (resp.status, body["error"]) == (409, "needs_reauth"), body
+    assert key not in str(body)
 
 
 async def test_tokens_rotate_with_the_keyring(client: Client, keyring_file: Path) -> None:
