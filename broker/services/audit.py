@@ -7,6 +7,11 @@ flush (the same actor reading the same name with the same outcome) become one en
 `count` and the first and last time: a runtime reading its key 10,000 times a second yields
 one line a second, not 10,000. The price: the last second is lost if the process is killed;
 a clean shutdown flushes it.
+
+A name the caller chose (a secret name a runtime is not granted) is kept for the first
+`NAMES_PER_MINUTE` distinct names per connection and minute; further ones go into one entry
+without a name, which counts them. Otherwise every made-up name would be its own entry, and
+one runtime could write without bound (and push real events out of the buffer).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ BATCH_PAGE = 50
 """Batches fetched per round trip when reading."""
 MAX_BATCHES_READ = 1000
 """Batches one query reads at most before answering with a cursor."""
+NAMES_PER_MINUTE = 20
+"""Distinct caller-chosen names one connection gets into the log per minute."""
 
 
 class AuditLog:
@@ -44,6 +51,9 @@ class AuditLog:
         self._replica = secrets.token_hex(4)
         self._seq = 0
         self.dropped = 0
+        self._minute = 0
+        self._names: dict[str | None, set[str]] = {}
+        """Caller-chosen names kept this minute, by connection (cleared each minute)."""
 
     def record(
         self,
@@ -54,8 +64,13 @@ class AuditLog:
         connection_id: str | None = None,
         name: str | None = None,
         outcome: str = "ok",
+        untrusted_name: bool = False,
     ) -> None:
+        """`untrusted_name`: the caller chose `name`, so it is one of many only within a
+        budget (see the module docstring)."""
         now = self._clock()
+        if untrusted_name and name is not None and not self._admits(connection_id, name, now):
+            name = None
         event = (actor, action, tenant_id, connection_id, name, outcome)
         seen = self._buffer.get(event)
         if seen is not None:
@@ -67,6 +82,18 @@ class AuditLog:
             del self._buffer[next(iter(self._buffer))]
             self.dropped += 1
         self._buffer[event] = [now, now, 1]
+
+    def _admits(self, connection_id: str | None, name: str, now: float) -> bool:
+        minute = int(now // 60)
+        if minute != self._minute:
+            self._minute, self._names = minute, {}
+        kept = self._names.setdefault(connection_id, set())
+        if name in kept:
+            return True
+        if len(kept) >= NAMES_PER_MINUTE:
+            return False
+        kept.add(name)
+        return True
 
     async def flush(self) -> None:
         if not self._buffer:

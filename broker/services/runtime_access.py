@@ -68,6 +68,7 @@ async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str
             connection_id=grant.connection_id,
             name=name[:128],
             outcome=outcome,
+            untrusted_name=outcome == "not_granted",
         )
 
 

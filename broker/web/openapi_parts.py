@@ -173,7 +173,11 @@ def schemas() -> dict[str, Schema]:
                 "action": string(),
                 "tenant_id": TENANT_ID_SCHEMA,
                 "connection_id": nullable("string"),
-                "name": nullable("string"),
+                "name": nullable(
+                    "string",
+                    description="a name, never a value; null on a `not_granted` `secret.read`: "
+                    "the reads of ungranted names past the first 20 distinct ones that minute",
+                ),
                 "outcome": string(description="`ok` or an error code"),
             }
         ),

@@ -190,3 +190,41 @@ async def test_a_cursor_into_an_expired_batch_goes_on_with_older_ones(
         "name-000-1",
         "name-000-0",
     ]
+
+
+async def test_caller_chosen_names_are_bounded_per_connection_and_minute(
+    store: CountingStore,
+) -> None:
+    # a runtime picks the names it asks for: 10,000 made-up names must not become 10,000
+    # entries (nor push real ones out of the buffer)
+    clock = Clock()
+    clock.now = 60 * (int(clock.now) // 60)  # the start of a minute
+    log = AuditLog(store, clock, retention=3600)
+
+    def ask(connection_id: str, name: str) -> None:
+        log.record(
+            actor="runtime:rt_x",
+            action="secret.read",
+            tenant_id="t1",
+            connection_id=connection_id,
+            name=name,
+            outcome="not_granted",
+            untrusted_name=True,
+        )
+
+    for i in range(10_000):
+        ask("conn_a", f"made-up-{i}")
+    ask("conn_a", "made-up-3")  # one of the names kept: still its own entry
+    ask("conn_b", "other-connection")  # its own budget
+    clock.now += 60
+    ask("conn_a", "next-minute")  # a new window, a new budget
+    entries, _ = await log.query("t1", limit=1000)
+
+    named = [e for e in entries if e["connection_id"] == "conn_a" and e["name"] is not None]
+    assert len(named) == audit.NAMES_PER_MINUTE + 1
+    assert {"made-up-3", "next-minute"} <= {e["name"] for e in named}
+    (rest,) = [e for e in entries if e["name"] is None]
+    assert (rest["connection_id"], rest["outcome"]) == ("conn_a", "not_granted")
+    assert rest["count"] == 10_000 - audit.NAMES_PER_MINUTE
+    assert sum(e["count"] for e in entries if e["connection_id"] == "conn_a") == 10_002
+    assert [e["name"] for e in entries if e["connection_id"] == "conn_b"] == ["other-connection"]

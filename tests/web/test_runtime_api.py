@@ -16,6 +16,7 @@ from broker.crypto import Keyring, save_keyring
 from broker.crypto.runtime_tokens import verify_runtime_token
 from broker.errors import Unauthorized
 from broker.services import records
+from broker.services.audit import NAMES_PER_MINUTE
 from broker.services.records import Connection
 from broker.store import keys
 from broker.web.state import CONTEXT, KEYRING
@@ -224,6 +225,37 @@ async def test_a_connection_left_revoked_by_an_interrupted_delete_serves_nothing
     body = await resp.json()
     assert (resp.status, body["error"]) == (409, "needs_reauth"), body
     assert key not in str(body)
+
+
+async def test_made_up_secret_names_cannot_flood_the_audit_log(client: Client) -> None:
+    cid = await connect(client, "t1", "stripe", {"api_key": "sk_test_x"})
+    token = await mint(client, cid)
+    gate = asyncio.Semaphore(32)
+
+    async def ask(name: str) -> None:
+        async with gate:
+            resp = await client.get(f"/v1/runtime/secrets/{name}", headers=bearer(token))
+            assert resp.status == 403
+
+    started = time.time()
+    await asyncio.gather(*(ask(f"made-up-{i}") for i in range(10_000)))
+    finished = time.time()
+    # each minute has its own budget of names; the nameless rest is one entry per flush
+    # (one a second, and the query's own)
+    minutes = int(finished // 60) - int(started // 60) + 1
+    flushes = int(finished - started) + 2
+    entries: list[dict[str, Any]] = []
+    query, cursor = f"/v1/audit?tenant_id=t1&connection_id={cid}&limit=500", ""
+    while cursor is not None:
+        page = await (await client.get(f"{query}&before={cursor}", headers=admin())).json()
+        entries.extend(page["entries"])
+        cursor = page["next"]
+    refused = [e for e in entries if e["action"] == "secret.read"]
+    named = [e for e in refused if e["name"] is not None]
+    assert len(named) <= minutes * NAMES_PER_MINUTE
+    assert len(refused) - len(named) <= flushes
+    assert all(e["outcome"] == "not_granted" for e in refused)
+    assert sum(e["count"] for e in refused) == 10_000  # the rest is counted, not lost
 
 
 async def test_tokens_rotate_with_the_keyring(client: Client, keyring_file: Path) -> None:
