@@ -107,10 +107,14 @@ def validate_settings(schema: Mapping[str, Any], settings: Any, *, partial: bool
     if partial:
         effective.pop("required", None)
     validator = Draft202012Validator(effective)
-    problems = [
-        Problem(json_path(err.absolute_path, "$.settings"), _describe(err))
-        for err in sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
-    ]
+    # dict.fromkeys: jsonschema reports each missing name as its own error, and each is
+    # described with all of them
+    problems = list(
+        dict.fromkeys(
+            Problem(json_path(err.absolute_path, "$.settings"), _describe(err))
+            for err in sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
+        )
+    )
     if problems:
         raise InvalidSettings(problems)
 
@@ -120,23 +124,45 @@ def _describe(err: ValidationError) -> str:
     instance = err.instance if isinstance(err.instance, dict) else {}
     if keyword == "required":
         missing = [n for n in expected if n not in instance]
-        return "missing required setting " + ", ".join(repr(n) for n in missing)
+        return f"missing required {_noun(len(missing), 'setting')} " + _names(missing)
     if keyword == "additionalProperties":
         schema = err.schema if isinstance(err.schema, dict) else {}
         extra = sorted(set(instance) - set(schema.get("properties", {})))
-        return "unknown setting " + ", ".join(repr(n) for n in extra)
+        return f"unknown {_noun(len(extra), 'setting')} " + _names(extra)
     if keyword == "enum":
         return "must be one of " + ", ".join(repr(v) for v in expected)
+    if keyword in _COUNTED and isinstance(expected, int):
+        template, noun = _COUNTED[keyword]
+        return template.format(f"{expected} {_noun(expected, noun)}")
     templates = {
         "type": "must be of type {}",
         "pattern": "does not match the pattern {}",
-        "minLength": "must be at least {} characters long",
-        "maxLength": "must be at most {} characters long",
         "format": "is not a valid {}",
         "minimum": "must be >= {}",
         "maximum": "must be <= {}",
     }
     return templates.get(keyword, f"fails the {keyword!r} rule").format(expected)
+
+
+# keyword -> (message, what is counted)
+_COUNTED = {
+    "minLength": ("must be at least {} long", "character"),
+    "maxLength": ("must be at most {} long", "character"),
+    "minItems": ("must have at least {}", "item"),
+    "maxItems": ("must have at most {}", "item"),
+    "minProperties": ("must have at least {}", "property"),
+    "maxProperties": ("must have at most {}", "property"),
+}
+
+
+def _noun(count: int, singular: str) -> str:
+    if count == 1:
+        return singular
+    return singular[:-1] + "ies" if singular.endswith("y") else singular + "s"
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
 
 
 def split(schema: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[Settings, Settings]:

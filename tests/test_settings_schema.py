@@ -50,6 +50,40 @@ def test_every_problem_is_reported_with_its_path() -> None:
 
 
 @pytest.mark.parametrize(
+    ("rule", "value", "message"),
+    [
+        ({"minLength": 1}, "", "must be at least 1 character long"),
+        ({"minLength": 2}, "x", "must be at least 2 characters long"),
+        ({"maxLength": 1}, "xy", "must be at most 1 character long"),
+        ({"maxLength": 3}, "wxyz", "must be at most 3 characters long"),
+        ({"type": "array", "minItems": 1}, [], "must have at least 1 item"),
+        ({"type": "array", "maxItems": 2}, [1, 2, 3], "must have at most 2 items"),
+        ({"type": "object", "minProperties": 1}, {}, "must have at least 1 property"),
+        (
+            {"type": "object", "maxProperties": 2},
+            dict.fromkeys("abc", 1),
+            "must have at most 2 properties",
+        ),
+    ],
+)
+def test_counts_in_messages_agree_with_their_noun(
+    rule: dict[str, Any], value: Any, message: str
+) -> None:
+    schema = {"type": "object", "properties": {"s": {"type": "string", **rule}}}
+    with pytest.raises(InvalidSettings) as info:
+        ss.validate_settings(schema, {"s": value})
+    assert [str(p) for p in info.value.problems] == [f"$.settings.s: {message}"]
+
+
+def test_several_missing_or_unknown_settings_are_named_in_the_plural() -> None:
+    assert problems({"region": "eu", "x": 1, "y": 2}) == [
+        "$.settings: missing required setting 'api_key'",
+        "$.settings: unknown settings 'x', 'y'",
+    ]
+    assert problems({}) == ["$.settings: missing required settings 'api_key', 'region'"]
+
+
+@pytest.mark.parametrize(
     ("value", "canary"),
     [
         (CANARY, CANARY),
