@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +127,77 @@ def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
         output = proc.communicate(timeout=10)[0]
     assert "admin token" in output
     assert proc.returncode == 0, output
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dev_checkout(tmp_path: Path) -> Path:
+    """The `dev` script and pyproject.toml in a folder of their own (the script works in its
+    own folder: broker-data lands there), with a venv it takes as installed: its stamp
+    matches, and its `broker` is this interpreter's, so nothing is installed."""
+    folder = tmp_path / "checkout"
+    folder.mkdir()
+    for name in ("dev", "pyproject.toml"):
+        shutil.copy2(ROOT / name, folder / name)
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").symlink_to(sys.executable)
+    broker = venv_bin / "broker"
+    broker.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m broker.cli "$@"\n')
+    broker.chmod(0o755)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    (tmp_path / "venv" / ".installed").write_text(digest + "\n")
+    return folder
+
+
+def run_dev_serve(tmp_path: Path, extra_env: dict[str, str]) -> tuple[Path, str]:
+    """`./dev serve --port <free port>`: waits for /healthz, then stops it; (folder, output)."""
+    folder, port = dev_checkout(tmp_path), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PYTHON": sys.executable,
+        "BROKER_VENV": str(tmp_path / "venv"),
+        **extra_env,
+    }
+    proc = subprocess.Popen(
+        [str(folder / "dev"), "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        body = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        assert json.loads(body) == {"status": "ok"}
+    finally:
+        proc.send_signal(signal.SIGINT)  # `dev` execs the broker: this reaches it
+        output = proc.communicate(timeout=10)[0]
+    assert proc.returncode == 0, output
+    return folder, output
+
+
+def test_dev_serve_with_options_stays_in_dev_mode(tmp_path: Path) -> None:
+    # the README's `./dev serve`, with a port added as a new user would
+    folder, output = run_dev_serve(tmp_path, {})
+    assert "broker (dev): admin token" in output
+    assert (folder / "broker-data" / "keyring.json").is_file()
+
+
+def test_dev_serve_with_a_configured_keyring_is_not_dev_mode(tmp_path: Path) -> None:
+    keyring = tmp_path / "keyring.json"
+    keyring.write_text(Keyring.generate("k1").to_json())
+    keyring.chmod(0o600)
+    configured = {
+        "BROKER_KEYRING_FILE": str(keyring),
+        "BROKER_ADMIN_TOKEN": "z" * 20,
+        "BROKER_STORE": f"sqlite:///{tmp_path / 'broker.db'}",
+    }
+    folder, output = run_dev_serve(tmp_path, configured)
+    assert "broker (dev)" not in output
+    assert not (folder / "broker-data").exists()
 
 
 def _wait_for(url: str, proc: subprocess.Popen[str]) -> bytes:
