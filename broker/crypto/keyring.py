@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.errors import ConfigError, UnknownKey
+
+log = logging.getLogger("broker.keyring")
 
 KEY_SIZE = 32
 KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -118,12 +122,21 @@ class Keyring:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Keyring:
+        """Read the file; warn (it still loads) when group or others may read it."""
         try:
-            text = Path(path).read_bytes()
+            with Path(path).open("rb") as handle:
+                mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)  # the file we read
+                text = handle.read()
         except OSError as exc:
             raise ConfigError(
                 f"cannot read keyring file {os.fspath(path)!r}: {exc.strerror}"
             ) from None
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning(
+                "keyring file %s is readable by group or others (mode %04o): chmod 600 it",
+                os.fspath(path),
+                mode,
+            )
         return cls.from_json(text)
 
     def to_json(self) -> str:
@@ -175,7 +188,8 @@ def _decode_key(key_id: str, value: object) -> bytes:
     except (binascii.Error, ValueError):
         raise ConfigError(f"keyring key {key_id!r} is not valid standard base64") from None
     if len(key) != KEY_SIZE:
-        raise ConfigError(f"keyring key {key_id!r} decodes to {len(key)} bytes, not {KEY_SIZE}")
+        size = f"{len(key)} byte" + ("" if len(key) == 1 else "s")
+        raise ConfigError(f"keyring key {key_id!r} decodes to {size}, not {KEY_SIZE}")
     return key
 
 

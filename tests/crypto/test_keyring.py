@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -52,6 +53,33 @@ def test_load_and_save(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660], ids=oct)
+def test_load_warns_when_others_can_read_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    ring = Keyring(keys={"k1": KEY_A}, primary="k1")
+    path = tmp_path / "keyring.json"
+    save_keyring(path, ring)
+    os.chmod(path, mode)
+    with caplog.at_level(logging.WARNING, logger="broker"):
+        assert Keyring.load(path) == ring
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(path) in record.getMessage() and f"{mode:04o}" in record.getMessage()
+    _assert_no_key_material(caplog.text, KEY_A)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
+def test_load_is_quiet_about_a_private_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    path = tmp_path / "keyring.json"
+    save_keyring(path, Keyring(keys={"k1": KEY_A}, primary="k1"))
+    os.chmod(path, mode)
+    with caplog.at_level(logging.DEBUG):
+        Keyring.load(path)
+    assert caplog.records == []
+
+
 def test_load_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read keyring file"):
         Keyring.load(tmp_path / "nope.json")
@@ -79,6 +107,7 @@ MALFORMED = [
         json.dumps({"primary": "k1", "keys": {"k1": base64.urlsafe_b64encode(KEY_B).decode()}}),
         "not valid standard",
     ),
+    (json.dumps({"primary": "k1", "keys": {"k1": "AA=="}}), "decodes to 1 byte, not 32"),
     (json.dumps({"primary": "k1", "keys": {"k1": 12345}}), "must be a base64 string"),
     ('{"primary": "k1", "keys": {"k1": "' + B64_A + '", "k1": "' + B64_B + '"}}', "repeats"),
     (json.dumps({"primary": "k.1", "keys": {"k.1": B64_A}}), "key #1 has an invalid id"),
