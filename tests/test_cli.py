@@ -101,14 +101,7 @@ def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen(
-        [*BROKER, "serve", "--dev", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = spawn([*BROKER, "serve", "--dev", "--port", str(port)], tmp_path, env)
     try:
         body = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
         assert json.loads(body) == {"status": "ok"}
@@ -123,10 +116,9 @@ def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=5) as resp:
             assert len(json.loads(resp.read())["connectors"]) >= 16
     finally:
-        proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=10)[0]
-    assert "admin token" in output
+        output = stop(proc)
     assert proc.returncode == 0, output
+    assert "admin token" in output
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,20 +153,12 @@ def run_dev_serve(tmp_path: Path, extra_env: dict[str, str]) -> tuple[Path, str]
         "BROKER_VENV": str(tmp_path / "venv"),
         **extra_env,
     }
-    proc = subprocess.Popen(
-        [str(folder / "dev"), "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = spawn([str(folder / "dev"), "serve", "--port", str(port)], tmp_path, env)
     try:
         body = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
         assert json.loads(body) == {"status": "ok"}
     finally:
-        proc.send_signal(signal.SIGINT)  # `dev` execs the broker: this reaches it
-        output = proc.communicate(timeout=10)[0]
+        output = stop(proc)  # `dev` execs the broker: the signal reaches it
     assert proc.returncode == 0, output
     return folder, output
 
@@ -198,6 +182,18 @@ def test_dev_serve_with_a_configured_keyring_is_not_dev_mode(tmp_path: Path) -> 
     folder, output = run_dev_serve(tmp_path, configured)
     assert "broker (dev)" not in output
     assert not (folder / "broker-data").exists()
+
+
+def spawn(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGINT, as Ctrl-C would: a clean exit, and everything it printed."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=10)[0]
 
 
 def _wait_for(url: str, proc: subprocess.Popen[str]) -> bytes:
