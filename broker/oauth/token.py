@@ -1,9 +1,6 @@
-"""Token endpoint requests (RFC 6749 4.1.3, 4.4.2, 6) and responses (5.1, 5.2).
-
-The grant's own parameters are authlib's `rfc6749.parameters.prepare_token_request`; the
-client authentication, the extra params, the body encoding and the response parser are ours.
-The service sends a `TokenRequest` with aiohttp, notes `sent_at` just before it does, and
-hands status, Content-Type and body to `parse_token_response`.
+"""Token endpoint requests (RFC 6749 4.1.3, 4.4.2, 6; the grant's parameters by authlib's
+`prepare_token_request`) and responses (5.1, 5.2). The service sends a `TokenRequest`, notes
+`sent_at` just before, and hands status, Content-Type and body to `parse_token_response`.
 """
 
 from __future__ import annotations
