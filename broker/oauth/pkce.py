@@ -18,7 +18,7 @@ _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 def create_code_verifier() -> str:
     """RFC 7636 4.1: 32 random octets, base64url without padding -> 43 chars, 256 bits.
 
-    Ours: authlib's rfc7636 has no verifier helper (its OAuth2Client draws one inline)."""
+    Ours: authlib's rfc7636 has no verifier helper (its web-framework clients draw one inline)."""
     return secrets.token_urlsafe(32)
 
 
