@@ -3,6 +3,7 @@
 One module per RFC or concept: `pkce` (RFC 7636), `authorize` (RFC 6749 4.1, RFC 9207),
 `client_auth` (RFC 6749 2.3.1, RFC 7523), `token` (RFC 6749 4.1.3, 4.4, 5, 6),
 `revocation` (RFC 7009), `errors`. No network here: services send what these build.
+Built on authlib's pure functions where they are right; each function of ours says why.
 """
 
 from __future__ import annotations

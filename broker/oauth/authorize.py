@@ -1,4 +1,8 @@
-"""RFC 6749 4.1.1/4.1.2 authorization request and response, with RFC 9207 `iss`."""
+"""RFC 6749 4.1.1/4.1.2 authorization request and response, with RFC 9207 `iss`.
+
+The URL is authlib's `rfc6749.parameters.prepare_grant_uri`; the response parser is ours
+(see `parse_authorization_response`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 from broker.oauth.errors import (
     AuthorizationDenied,
@@ -32,7 +39,9 @@ RESERVED_AUTHORIZATION_PARAMS = frozenset(
 
 
 def create_state() -> str:
-    """RFC 6749 10.12: an unguessable, one-time value; 256 bits, URL-safe (DESIGN 6)."""
+    """RFC 6749 10.12: an unguessable, one-time value; 256 bits, URL-safe (DESIGN 6).
+
+    Ours: authlib's rfc6749 has no state helper (its clients draw 30 characters inline)."""
     return secrets.token_urlsafe(32)
 
 
@@ -47,8 +56,13 @@ def prepare_authorization_url(
     code_challenge: str | None = None,
     extra_params: Mapping[str, str] | None = None,
 ) -> str:
-    """RFC 6749 4.1.1 URL the browser is sent to. The endpoint's own query survives
-    (3.1 says it MUST be retained); ours wins when a name appears in both."""
+    """RFC 6749 4.1.1 URL the browser is sent to, by authlib's prepare_grant_uri.
+
+    Ours around it: the reserved names, the refused fragment, `scope_separator` (authlib
+    joins a list with spaces only), the endpoint's own query (3.1: it MUST be retained;
+    authlib keeps it but adds ours beside it, so ours wins here by dropping the endpoint's
+    copy of a name we set), and `extra_params` added after (as keyword arguments a name
+    like `uri` would collide with prepare_grant_uri's own)."""
     extra = dict(extra_params or {})
     clash = sorted(RESERVED_AUTHORIZATION_PARAMS & extra.keys())
     if clash:
@@ -56,21 +70,27 @@ def prepare_authorization_url(
     parts = urlsplit(endpoint)
     if parts.fragment:
         raise ValueError("an authorization endpoint has no fragment (RFC 6749 3.1)")
-    params: dict[str, str] = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-    }
-    if scopes:
-        params["scope"] = scope_separator.join(scopes)
+    scope = scope_separator.join(scopes) or None
+    ours = {"response_type", "client_id", "redirect_uri", "state", *extra}
+    if scope:
+        ours.add("scope")
     if code_challenge is not None:
-        params["code_challenge"] = code_challenge
-        params["code_challenge_method"] = S256
-    params.update(extra)
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query = urlencode([*kept, *params.items()])
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        ours |= {"code_challenge", "code_challenge_method"}
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
+    base = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept), ""))
+    url: str = prepare_grant_uri(
+        base,
+        client_id,
+        "code",
+        redirect_uri=redirect_uri,
+        scope=scope,
+        state=state,
+        code_challenge=code_challenge,
+        code_challenge_method=S256 if code_challenge is not None else None,
+    )
+    if extra:
+        url = add_params_to_uri(url, list(extra.items()))
+    return url
 
 
 @dataclass(frozen=True)
@@ -104,7 +124,12 @@ def parse_authorization_response(
     params: Mapping[str, str], *, expected_issuer: str | None
 ) -> AuthorizationResponse:
     """RFC 6749 4.1.2 / 4.1.2.1 redirect back, with RFC 9207 2.4: the issuer is checked
-    first, on error responses too, and a missing `iss` is refused when one is expected."""
+    first, on error responses too, and a missing `iss` is refused when one is expected.
+
+    Ours: authlib's parse_authorization_code_response keeps the last of repeated names
+    (a smuggled second `code` or `iss` goes unseen), answers an error redirect with
+    MissingCodeException instead of the provider's `error`, and authlib's rfc9207 is the
+    server side only (it adds `iss`; nothing checks it)."""
     values = _single_values(params)
     iss = values.get("iss")
     if expected_issuer is not None:

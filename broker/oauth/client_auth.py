@@ -1,25 +1,23 @@
 """How the client authenticates at the token and revocation endpoints.
 
 RFC 6749 2.3.1 (`client_secret_basic`, `client_secret_post`) and RFC 7523 2.2 / OpenID
-Connect Core 9 (`private_key_jwt`). The JWT is signed with `cryptography` directly: two
-algorithms do not justify authlib.jose, which is deprecated in the installed authlib.
+Connect Core 9 (`private_key_jwt`). The assertion is authlib's `rfc7523.private_key_jwt_sign`
+(joserfc underneath, not the deprecated authlib.jose), on a key loaded and checked here.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote_plus
 
+from authlib.oauth2.rfc7523 import private_key_jwt_sign
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from joserfc.jwk import ECKey, RSAKey
 
 from broker.oauth.errors import ClientCredentialsError
 
@@ -67,16 +65,17 @@ class ClientAuthParts:
 
 def basic_authorization_header(client_id: str, client_secret: str) -> str:
     """RFC 6749 2.3.1: id and secret are each form-urlencoded (Appendix B) *before* they
-    are joined with ':' and base64-encoded, so a ':' inside the id cannot split it."""
+    are joined with ':' and base64-encoded, so a ':' inside the id cannot split it.
+
+    Ours: authlib's encode_client_secret_basic joins them raw (it reverted the quoting
+    in 1.3.2), which a secret like `p@ss:w+rd%2F&x` does not survive."""
     pair = f"{quote_plus(client_id, safe='')}:{quote_plus(client_secret, safe='')}"
     return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _load_key(pem: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+def _load_key(pem: str) -> RSAKey | ECKey:
+    # Ours: joserfc only warns about a short RSA key and signs with any curve; the broker
+    # refuses both, and its messages never quote the key.
     try:
         key = load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -85,9 +84,9 @@ def _load_key(pem: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < 2048:
             raise ClientCredentialsError("an RSA client key needs at least 2048 bits")
-        return key
+        return RSAKey.import_key(key)
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return key
+        return ECKey.import_key(key)
     raise ClientCredentialsError("the client key must be RSA (RS256) or EC P-256 (ES256)")
 
 
@@ -100,37 +99,29 @@ def create_client_assertion(
     now: float | None = None,
     lifetime: int = 120,
 ) -> str:
-    """RFC 7523 3: a signed JWT with iss = sub = client_id, aud, a random jti, iat, exp.
-    RS256 for RSA keys, ES256 (raw r||s, RFC 7518 3.4) for P-256 keys."""
+    """RFC 7523 3 by authlib: a signed JWT with iss = sub = client_id, aud, a random jti,
+    iat, exp. RS256 for RSA keys, ES256 (raw r||s, RFC 7518 3.4) for P-256 keys."""
     key = _load_key(private_key_pem)
-    alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
     issued = int(now if now is not None else time.time())
-    header: dict[str, str] = {"alg": alg, "typ": "JWT"}
-    if key_id:
-        header["kid"] = key_id
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "jti": secrets.token_urlsafe(24),  # servers reject a replayed jti
-        "iat": issued,
-        "exp": issued + lifetime,
-    }
-    signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-    ).encode("ascii")
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    else:
-        r, s = decode_dss_signature(key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
+    assertion: str = private_key_jwt_sign(
+        key,
+        client_id,
+        audience,
+        alg="RS256" if isinstance(key, RSAKey) else "ES256",
+        header={"kid": key_id} if key_id else None,
+        issued_at=issued,
+        expires_at=issued + lifetime,
+    )
+    return assertion
 
 
 def apply_client_auth(
     client: ClientAuth, endpoint_url: str, *, now: float | None = None
 ) -> ClientAuthParts:
-    """The headers and body parameters that authenticate `client` at `endpoint_url`."""
+    """The headers and body parameters that authenticate `client` at `endpoint_url`.
+
+    Ours: authlib's encode_client_secret_post writes into a form body string, and a
+    token request may be JSON (`tokenRequestEncoding`), so the pair goes out as params."""
     if client.method == "client_secret_basic":
         assert client.client_secret is not None  # checked in ClientAuth.__post_init__
         header = basic_authorization_header(client.client_id, client.client_secret)

@@ -15,6 +15,9 @@
 
 Provider text (error codes, descriptions) is untrusted and may echo what we sent, so it
 goes through `scrub` before it reaches a message; response bodies never do.
+
+Ours: authlib's rfc6749 errors are its server's (they render answers), and its clients raise
+one OAuthError that keeps the provider's text as is.
 """
 
 from __future__ import annotations

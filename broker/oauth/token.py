@@ -1,7 +1,6 @@
-"""Token endpoint requests (RFC 6749 4.1.3, 4.4.2, 6) and responses (5.1, 5.2).
-
-The service sends a `TokenRequest` with aiohttp, notes `sent_at` just before it does, and
-hands status, Content-Type and body to `parse_token_response`.
+"""Token endpoint requests (RFC 6749 4.1.3, 4.4.2, 6; the grant's parameters by authlib's
+`prepare_token_request`) and responses (5.1, 5.2). The service sends a `TokenRequest`, notes
+`sent_at` just before, and hands status, Content-Type and body to `parse_token_response`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,9 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
+
+from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
 from broker.oauth._response import json_object, raise_for_status
 from broker.oauth.client_auth import ClientAuth, apply_client_auth
@@ -49,16 +50,20 @@ class TokenRequest:
 
 def build_request(
     url: str,
-    params: dict[str, str],
+    params: str,
     *,
     client: ClientAuth,
     extra_params: Mapping[str, str] | None = None,
     encoding: BodyEncoding = "form",
     now: float | None = None,
 ) -> TokenRequest:
-    """`params` + client authentication + `extra_params` as one POST (shared with RFC 7009)."""
+    """`params` (the form body authlib prepared) + client authentication + `extra_params`
+    as one POST (shared with RFC 7009).
+
+    Ours: authlib writes form bodies only (Notion wants JSON) and drops empty values, which
+    would silently lose an empty extra param a manifest sets."""
     parts = apply_client_auth(client, url, now=now)
-    body_params = {**params, **parts.params}
+    body_params = {**dict(parse_qsl(params, keep_blank_values=True)), **parts.params}
     extra = dict(extra_params or {})
     clash = sorted(extra.keys() & (RESERVED_TOKEN_PARAMS | body_params.keys()))
     if clash:
@@ -74,6 +79,11 @@ def build_request(
     return TokenRequest(url=url, headers=headers, body=body)
 
 
+def _scope(scopes: Sequence[str] | None, separator: str) -> str | None:
+    # authlib joins a list with spaces only; GitHub and Slack want commas (`scopeSeparator`)
+    return separator.join(scopes) if scopes else None
+
+
 def prepare_authorization_code_request(
     url: str,
     *,
@@ -86,9 +96,9 @@ def prepare_authorization_code_request(
     now: float | None = None,
 ) -> TokenRequest:
     """RFC 6749 4.1.3 (+ RFC 7636 4.5 `code_verifier` when PKCE was used)."""
-    params = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    if code_verifier is not None:
-        params["code_verifier"] = code_verifier
+    params: str = prepare_token_request(
+        "authorization_code", redirect_uri=redirect_uri, code=code, code_verifier=code_verifier
+    )
     return build_request(
         url, params, client=client, extra_params=extra_params, encoding=encoding, now=now
     )
@@ -106,9 +116,9 @@ def prepare_refresh_request(
     now: float | None = None,
 ) -> TokenRequest:
     """RFC 6749 6. `scopes` is usually left out: the grant keeps its original scope."""
-    params = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    if scopes:
-        params["scope"] = scope_separator.join(scopes)
+    params: str = prepare_token_request(
+        "refresh_token", refresh_token=refresh_token, scope=_scope(scopes, scope_separator)
+    )
     return build_request(
         url, params, client=client, extra_params=extra_params, encoding=encoding, now=now
     )
@@ -125,9 +135,7 @@ def prepare_client_credentials_request(
     now: float | None = None,
 ) -> TokenRequest:
     """RFC 6749 4.4.2, for machine apps (`type: client_credentials`)."""
-    params = {"grant_type": "client_credentials"}
-    if scopes:
-        params["scope"] = scope_separator.join(scopes)
+    params: str = prepare_token_request("client_credentials", scope=_scope(scopes, scope_separator))
     return build_request(
         url, params, client=client, extra_params=extra_params, encoding=encoding, now=now
     )
@@ -249,6 +257,9 @@ def parse_token_response(
     errs on the early side. `bearer_aliases` are token_type values a manifest declares to be
     bearer tokens in practice (Slack's "bot" and "user"). `redact` are values we sent
     (code, verifier) that must not surface if the provider echoes them in a description.
+
+    Ours: authlib parses a token response only inside its OAuth2Client (`resp.json()` on
+    its own session), with untyped errors and `expires_at` from the receipt, not the send.
     """
     redact = [*redact, *([previous_refresh_token] if previous_refresh_token else [])]
     raise_for_status("token", status, content_type, body, redact=redact)
