@@ -37,13 +37,18 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
     tenant_id = records.check_tenant_id(body.get("tenant_id"))
     manifest = connections.connector_of(ctx, body.get("connector"))
     return_url = check_return_url(ctx, body.get("return_url"))
-    settings = body.get("settings", {})
+    given = body.get("settings", {})
+    if not isinstance(given, dict):
+        raise InvalidRequest("settings must be a JSON object")
+    if given and manifest.auth_mode != "oauth":
+        raise InvalidRequest("settings of an API-key connector are entered on the connect form")
+    settings = given
     connection_id = body.get("connection_id")
     if connection_id is not None:
         existing, _ = await connections.get(ctx, str(connection_id))
         if (existing.tenant_id, existing.connector) != (tenant_id, manifest.key):
             raise NotFound(f"no connection {connection_id!r} of {manifest.key} for this tenant")
-        settings = {**existing.settings, **settings}
+        settings = {**existing.settings, **given}
     if manifest.auth_mode == "oauth":
         _check_oauth_settings(manifest, settings)
         oauth = manifest.connection.oauth
@@ -51,8 +56,6 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
         if oauth.type != "authorization_code":
             raise InvalidRequest(f"{manifest.key} uses {oauth.type}: there is nothing to click")
         await oauth_apps.resolve(ctx, oauth.client.credential_key, tenant_id)
-    elif settings:
-        raise InvalidRequest("settings of an API-key connector are entered on the connect form")
     token = secrets.token_urlsafe(32)
     now = ctx.clock()
     session = ConnectSession(

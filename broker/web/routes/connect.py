@@ -11,7 +11,7 @@ from broker.services import connect_sessions, connections, oauth_connect
 from broker.services.context import Context
 from broker.web.pages import error_page, settings_form
 from broker.web.state import CONTEXT
-from broker.web.views import iso, read_json
+from broker.web.views import iso, read_form, read_json
 
 routes = web.RouteTableDef()
 
@@ -71,8 +71,7 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode != "api_key":
         return error_page("invalid_request", "This connector connects with OAuth.", 400)
-    form = await request.post()
-    values = _typed(manifest.settings_schema, {k: v for k, v in form.items() if isinstance(v, str)})
+    values = _typed(manifest.settings_schema, await read_form(request))
     try:
         conn = await connections.create_direct_connection(
             ctx, session.tenant_id, manifest.key, values
