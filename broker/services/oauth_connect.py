@@ -35,6 +35,22 @@ STATE_TTL = 10 * 60
 COOKIE_PREFIX = "broker_oauth_"
 
 
+# The outcomes a callback is counted under. A provider's `error` is its own string (anyone who
+# can start a flow can send any): outside RFC 6749's codes and ours it is counted as `other`,
+# so /metrics keeps a fixed set of series.
+_OUTCOMES = frozenset(
+    {"invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type"}
+    | {"invalid_scope", "server_error", "temporarily_unavailable"}  # RFC 6749 4.1.2.1
+    | {"invalid_client", "invalid_grant", "unsupported_grant_type"}  # RFC 6749 5.2
+    | {"connected", "session_expired", "session_in_use", "issuer_mismatch", "invalid_callback"}
+    | {"token_exchange_failed", "oauth_app_misconfigured", "reconnect_failed"}
+)
+
+
+def outcome_label(outcome: str) -> str:
+    return outcome if outcome in _OUTCOMES else "other"
+
+
 class BadCallback(InvalidRequest):
     """A callback with no trustworthy state: there is no return URL to go back to (a 400 page)."""
 
@@ -130,7 +146,7 @@ async def complete(
         raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
 
     def fail(error: str) -> Redirect:
-        metrics.CONNECT_CALLBACKS.inc(connector, error)
+        metrics.CONNECT_CALLBACKS.inc(connector, outcome_label(error))
         return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
 
     manifest = ctx.catalog.get(connector)
