@@ -88,6 +88,12 @@ def connect_url(ctx: Context, token: str) -> str:
     return f"{ctx.settings.public_url}/connect/{token}"
 
 
+def connect_path(ctx: Context, token: str) -> str:
+    """The link's path as the browser sees it (under BROKER_PUBLIC_URL's path, if it has one):
+    where the settings form posts back to."""
+    return urlsplit(connect_url(ctx, token)).path
+
+
 def check_return_url(ctx: Context, value: Any) -> str:
     """Exact origin match against BROKER_ALLOWED_RETURN_ORIGINS: no open redirect."""
     if not isinstance(value, str) or len(value) > 2048:

@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest, VersionConflict
@@ -75,6 +76,12 @@ def cookie_name(state: str) -> str:
 
 def redirect_uri(ctx: Context, connector: str) -> str:
     return f"{ctx.settings.public_url}/oauth/callback/{connector}"
+
+
+def callback_path(ctx: Context, connector: str) -> str:
+    """The callback's path as the browser sees it (BROKER_PUBLIC_URL may carry a path): the
+    browser-binding cookie is scoped to it."""
+    return urlsplit(redirect_uri(ctx, connector)).path
 
 
 def oauth_config(manifest: Manifest) -> OAuthConfig:

@@ -314,6 +314,28 @@ async def test_state_is_one_time(
     assert len(await stored_connections(broker)) == 2  # the one record and its tenant index
 
 
+async def test_two_flows_in_one_browser_both_complete(
+    broker: web.Application, api: aiohttp.ClientSession, oidc: OidcPeer
+) -> None:
+    """Two tabs of one browser, each in its own flow: finishing the first must not throw away
+    the second one's browser-binding cookie."""
+    first_link = await start_connect(api, BROKER_URL, "oidc-basic")
+    second_link = await start_connect(api, BROKER_URL, "oidc-basic")
+    async with browser() as session:
+        first = await to_callback(session, first_link, BROKER_URL)
+        second = await to_callback(session, second_link, BROKER_URL)
+        first_result = await follow_callback(session, first)
+        second_result = await follow_callback(session, second)
+        left = [c.key for c in session.cookie_jar if c.key.startswith("broker_oauth_")]
+    assert (first_result[0], first_result[2]["status"]) == (302, "connected")
+    assert (second_result[0], second_result[2].get("status")) == (302, "connected"), second_result[
+        1
+    ]
+    assert first_result[2]["connection_id"] != second_result[2]["connection_id"]
+    assert left == []  # each callback removed its own cookie
+    assert oidc.token_requests("authorization_code") == 2
+
+
 async def test_connect_link_dies_with_its_connection(
     api: aiohttp.ClientSession, broker: web.Application
 ) -> None:

@@ -43,7 +43,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         return dead_link_page()
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
-        return settings_form(manifest, request.path)
+        return settings_form(manifest, connect_sessions.connect_path(ctx, token))
     redirect = await oauth_connect.begin(ctx, token, session)
     response = web.HTTPFound(redirect.location)
     assert redirect.cookie_name is not None
@@ -52,7 +52,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         redirect.cookie_name,
         redirect.cookie_value,
         max_age=oauth_connect.STATE_TTL,
-        path=f"/oauth/callback/{manifest.key}",
+        path=oauth_connect.callback_path(ctx, manifest.key),
         httponly=True,
         samesite="Lax",
         secure=ctx.settings.public_url.startswith("https://"),
@@ -80,7 +80,8 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
         problems = (
             [str(p) for p in exc.problems] if isinstance(exc, InvalidSettings) else [str(exc)]
         )
-        return settings_form(manifest, request.path, problems, values, status=400)
+        action = connect_sessions.connect_path(ctx, token)
+        return settings_form(manifest, action, problems, values, status=400)
     await connect_sessions.finish(ctx, connect_sessions.token_hash(token))
     location = connect_sessions.return_to(
         session.return_url, status="connected", connection_id=conn.id
@@ -91,17 +92,19 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
 @routes.get("/oauth/callback/{connector}")
 async def callback(request: web.Request) -> web.StreamResponse:
     ctx: Context = request.app[CONTEXT]
+    connector = request.match_info["connector"]
     try:
-        redirect = await oauth_connect.complete(
-            ctx, request.match_info["connector"], request.query, request.cookies
-        )
+        redirect = await oauth_connect.complete(ctx, connector, request.query, request.cookies)
     except oauth_connect.BadCallback as exc:
         return error_page(exc.code, str(exc), 400)
     response = web.HTTPFound(redirect.location)
     response.headers["Cache-Control"] = "no-store"
-    for name in request.cookies:
-        if name.startswith(oauth_connect.COOKIE_PREFIX):
-            response.del_cookie(name, path=request.path)
+    # this flow's cookie only (a trusted state got us here): another tab's flow may still be
+    # on its way back
+    response.del_cookie(
+        oauth_connect.cookie_name(request.query["state"]),
+        path=oauth_connect.callback_path(ctx, connector),
+    )
     raise response
 
 
