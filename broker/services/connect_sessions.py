@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from broker import settings_schema
 from broker.config import origin_of
-from broker.errors import InvalidRequest, NotFound
+from broker.errors import Conflict, InvalidRequest, NotFound
 from broker.manifest import Manifest
-from broker.services import connections, oauth_apps, records
+from broker.services import connections, oauth_apps, records, settings_versions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.store import keys
@@ -74,14 +75,75 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
 async def load(ctx: Context, token: str) -> ConnectSession | None:
     if not token or len(token) > 128:
         return None
-    found = await records.load(ctx.store, keys.connect_session(token_hash(token)), ConnectSession)
+    return await _load(ctx, token_hash(token))
+
+
+async def _load(ctx: Context, session_hash: str) -> ConnectSession | None:
+    found = await records.load(ctx.store, keys.connect_session(session_hash), ConnectSession)
     if found is None or found[0].expires_at <= ctx.clock():
         return None
     return found[0]
 
 
-async def finish(ctx: Context, session_hash: str) -> None:
-    await ctx.store.delete(keys.connect_session(session_hash))
+class SessionInUse(Conflict):
+    code = "session_in_use"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to complete one connect session: whoever holds it is the only request that
+    may create or change a connection through the session."""
+
+    session_hash: str
+    owner: str
+    session: ConnectSession
+
+
+async def claim(ctx: Context, session_hash: str) -> Claim | None:
+    """Claim the session before anything reaches a provider or a store (None: the session is
+    gone). Raises `SessionInUse` while another request (another tab) holds it. The claim lasts
+    a whole session lifetime, longer than the session has left: a request that dies holding it
+    leaves the link used up, never open to a second connection."""
+    owner = await ctx.store.acquire(keys.connect_session_claim(session_hash), SESSION_TTL)
+    if owner is None:
+        raise SessionInUse(
+            "this connect link is being used in another tab or window; finish there, or wait "
+            "and try again"
+        )
+    # read under the claim: only a claim holder deletes the session, so it stays until we do
+    session = await _load(ctx, session_hash)
+    if session is None:
+        await ctx.store.release(keys.connect_session_claim(session_hash), owner)
+        return None
+    return Claim(session_hash, owner, session)
+
+
+async def give_back(ctx: Context, claim: Claim) -> None:
+    """After a failure that wrote nothing (a rejected key, a failed code exchange): the link
+    works again, for this tab or another."""
+    await ctx.store.release(keys.connect_session_claim(claim.session_hash), claim.owner)
+
+
+async def finish(ctx: Context, claim: Claim) -> None:
+    """The connection is written: the session dies, then the claim goes (a request that
+    claims after this finds no session)."""
+    await ctx.store.delete(keys.connect_session(claim.session_hash))
+    await give_back(ctx, claim)
+
+
+async def connect_with_settings(
+    ctx: Context, session: ConnectSession, values: dict[str, Any]
+) -> records.Connection:
+    """What the API-key form does: a new connection, or, for a session made for an existing
+    connection, a new settings version of that one (tested first, as any change is; a field
+    left empty keeps its current value, as a secret is never shown to be re-entered)."""
+    if session.connection_id is None:
+        return await connections.create_direct_connection(
+            ctx, session.tenant_id, session.connector, values
+        )
+    if not values:
+        raise InvalidRequest("nothing to change: enter the settings to replace")
+    return await settings_versions.change(ctx, session.connection_id, values, actor="connect_form")
 
 
 def connect_url(ctx: Context, token: str) -> str:

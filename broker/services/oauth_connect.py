@@ -158,8 +158,6 @@ async def complete(
 
     manifest = ctx.catalog.get(connector)
     config = oauth_config(manifest)
-    if await ctx.store.get(keys.connect_session(record.session_hash)) is None:
-        return fail("session_expired")
     try:
         response = oauth.parse_authorization_response(query, expected_issuer=config.issuer)
     except oauth.AuthorizationDenied as exc:
@@ -168,9 +166,22 @@ async def complete(
         return fail("issuer_mismatch")
     except oauth.AuthorizationResponseError:
         return fail("invalid_callback")
+    # before the code exchange: two tabs that each started a flow from one link make one
+    # connection (the other tab is told the link is in use)
     try:
-        app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
-        token = await exchange_code(ctx, manifest, config, app, record, response.code)
+        claim = await connect_sessions.claim(ctx, record.session_hash)
+    except connect_sessions.SessionInUse:
+        return fail("session_in_use")
+    if claim is None:
+        return fail("session_expired")
+    try:
+        try:
+            app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
+            token = await exchange_code(ctx, manifest, config, app, record, response.code)
+        except Exception:
+            # nothing was written: the link may start a new flow, in this tab or another
+            await connect_sessions.give_back(ctx, claim)
+            raise
     except oauth.OAuthError as exc:
         return fail(exc.error if exc.error and not exc.transient else "token_exchange_failed")
     except oauth.ClientCredentialsError:
@@ -178,8 +189,9 @@ async def complete(
     try:
         connection = await _store(ctx, record, token)
     except BrokerError:
+        # the claim stays (the link is used up): the write may have landed, a second must not
         return fail("reconnect_failed")
-    await connect_sessions.finish(ctx, record.session_hash)
+    await connect_sessions.finish(ctx, claim)
     metrics.CONNECT_CALLBACKS.inc(connector, "connected")
     return Redirect(
         connect_sessions.return_to(

@@ -54,8 +54,11 @@ def settings_form(
     problems: list[str] | None = None,
     values: dict[str, Any] | None = None,
     status: int = 200,
+    *,
+    updating: bool = False,
 ) -> web.Response:
-    """One input per declared setting; secrets are password fields and never re-filled."""
+    """One input per declared setting; secrets are password fields and never re-filled.
+    `updating`: the form changes an existing connection's settings."""
     values = values or {}
     schema = manifest.settings_schema
     required = set(schema.get("required", []))
@@ -72,6 +75,8 @@ def settings_form(
             f" autocomplete='off'>"
         )
     errors = "".join(f"<p class='error'>{escape(p)}</p>" for p in problems or [])
+    if updating:
+        errors = "<p>Fields left empty keep their current values.</p>" + errors
     body = (
         f"<h1>Connect {escape(manifest.name)}</h1>{errors}"
         f"<form method='post' action='{escape(action)}'>{''.join(fields)}"

@@ -6,9 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.errors import ConnectionTestFailed, InvalidSettings
-from broker.services import connect_sessions, connections, oauth_connect
+from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
+from broker.manifest import Manifest
+from broker.services import connect_sessions, oauth_connect
 from broker.services.context import Context
+from broker.services.records import ConnectSession
 from broker.web.pages import error_page, settings_form
 from broker.web.state import CONTEXT
 from broker.web.views import iso, read_form, read_json
@@ -43,7 +45,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         return dead_link_page()
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
-        return settings_form(manifest, connect_sessions.connect_path(ctx, token))
+        return _form(ctx, token, manifest, session)
     redirect = await oauth_connect.begin(ctx, token, session)
     response = web.HTTPFound(redirect.location)
     assert redirect.cookie_name is not None
@@ -72,21 +74,44 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     if manifest.auth_mode != "api_key":
         return error_page("invalid_request", "This connector connects with OAuth.", 400)
     values = _typed(manifest.settings_schema, await read_form(request))
+    # one submission at a time: three tabs posting the form make one connection
+    claim = await connect_sessions.claim(ctx, connect_sessions.token_hash(token))
+    if claim is None:
+        return dead_link_page()
     try:
-        conn = await connections.create_direct_connection(
-            ctx, session.tenant_id, manifest.key, values
-        )
-    except (InvalidSettings, ConnectionTestFailed) as exc:
+        conn = await connect_sessions.connect_with_settings(ctx, claim.session, values)
+    except (InvalidRequest, NotFound, Conflict, RuntimeUnavailable) as exc:
+        # raised before anything was written: the user may fix the input and send it again
+        await connect_sessions.give_back(ctx, claim)
+        if not isinstance(exc, InvalidRequest):
+            raise
         problems = (
             [str(p) for p in exc.problems] if isinstance(exc, InvalidSettings) else [str(exc)]
         )
-        action = connect_sessions.connect_path(ctx, token)
-        return settings_form(manifest, action, problems, values, status=400)
-    await connect_sessions.finish(ctx, connect_sessions.token_hash(token))
+        return _form(ctx, token, manifest, claim.session, problems, values)
+    await connect_sessions.finish(ctx, claim)
     location = connect_sessions.return_to(
         session.return_url, status="connected", connection_id=conn.id
     )
     raise web.HTTPSeeOther(location)
+
+
+def _form(
+    ctx: Context,
+    token: str,
+    manifest: Manifest,
+    session: ConnectSession,
+    problems: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> web.Response:
+    return settings_form(
+        manifest,
+        connect_sessions.connect_path(ctx, token),
+        problems,
+        {**session.settings, **(values or {})},
+        status=400 if problems else 200,
+        updating=session.connection_id is not None,
+    )
 
 
 @routes.get("/oauth/callback/{connector}")
