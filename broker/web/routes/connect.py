@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
 from broker.manifest import Manifest
 from broker.services import connect_sessions, oauth_connect
@@ -110,6 +111,7 @@ def _form(
         problems,
         {**session.settings, **(values or {})},
         status=400 if problems else 200,
+        return_origin=origin_of(session.return_url),
         updating=session.connection_id is not None,
     )
 
