@@ -2,7 +2,8 @@
 
 The token is a capability: 256 random bits, handed out once, stored only as its SHA-256
 (a store dump yields no usable link). A session lives 30 minutes and is deleted when a
-connection completes through it.
+connection completes through it; the request that completes it holds its claim first, so
+one session makes at most one connection however many tabs use it (docs/architecture.md).
 """
 
 from __future__ import annotations
