@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.config import Settings
 from broker.services import connections
-from broker.web.access_log import AccessLogger
-from broker.web.app import create_app
 from broker.web.state import CONTEXT
-from tests.helpers import admin
+from tests.helpers import admin, broker_client, served
 
 Client = TestClient[Any, Any]
 RETURN = "http://127.0.0.1:8080/done"
@@ -57,10 +55,8 @@ class GatedRuntime:
 @pytest.fixture
 async def runtime() -> AsyncIterator[tuple[GatedRuntime, str]]:
     fake = GatedRuntime()
-    server = TestServer(fake.app)
-    await server.start_server()
-    yield fake, str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with served(fake.app) as url:
+        yield fake, url
 
 
 @pytest.fixture
@@ -70,9 +66,7 @@ async def api(
     caplog: pytest.LogCaptureFixture,
 ) -> AsyncIterator[Client]:
     caplog.set_level(logging.DEBUG)
-    server = TestServer(create_app(make_settings(runtime_url=runtime[1])))
-    await server.start_server(access_log_class=AccessLogger)
-    async with TestClient(server) as client:
+    async with broker_client(make_settings(runtime_url=runtime[1])) as client:
         yield client
     for canary in (GOOD_KEY, NEW_KEY, BAD_KEY, WEBHOOK):
         assert canary not in caplog.text
