@@ -164,7 +164,8 @@ TOKEN_REFRESH_DURATION = Histogram(
 )
 CONNECT_CALLBACKS = Counter(
     "broker_connect_callbacks_total",
-    "OAuth callbacks handled, by connector and outcome (connected, or the error code).",
+    "OAuth callbacks handled, by connector and outcome (connected, an RFC 6749 error code, "
+    "one of the broker's, or other).",
     ("connector", "outcome"),
 )
 WEBHOOK_VERIFICATIONS = Counter(

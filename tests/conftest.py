@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.config import Settings, load_settings
 from broker.crypto import Keyring, save_keyring
-from broker.web.access_log import AccessLogger
-from broker.web.app import create_app
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, broker_client
 
 
 @pytest.fixture
@@ -41,9 +39,5 @@ def make_settings(tmp_path: Path, keyring_file: Path) -> Callable[..., Settings]
 @pytest.fixture
 async def client(make_settings: Callable[..., Settings]) -> AsyncIterator[TestClient[Any, Any]]:
     """The broker app on a real loopback socket, with the embedded SQLite store."""
-    app = create_app(make_settings())
-    server = TestServer(app)
-    # the broker's own access logger, as `broker serve` runs it
-    await server.start_server(access_log_class=AccessLogger)
-    async with TestClient(server) as test_client:
+    async with broker_client(make_settings()) as test_client:
         yield test_client

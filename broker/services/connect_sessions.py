@@ -2,21 +2,23 @@
 
 The token is a capability: 256 random bits, handed out once, stored only as its SHA-256
 (a store dump yields no usable link). A session lives 30 minutes and is deleted when a
-connection completes through it.
+connection completes through it; the request that completes it holds its claim first, so
+one session makes at most one connection however many tabs use it (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from broker import settings_schema
 from broker.config import origin_of
-from broker.errors import InvalidRequest, NotFound
+from broker.errors import Conflict, InvalidRequest, NotFound
 from broker.manifest import Manifest
-from broker.services import connections, oauth_apps, records
+from broker.services import connections, oauth_apps, records, settings_versions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.store import keys
@@ -37,13 +39,18 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
     tenant_id = records.check_tenant_id(body.get("tenant_id"))
     manifest = connections.connector_of(ctx, body.get("connector"))
     return_url = check_return_url(ctx, body.get("return_url"))
-    settings = body.get("settings", {})
+    given = body.get("settings", {})
+    if not isinstance(given, dict):
+        raise InvalidRequest("settings must be a JSON object")
+    if given and manifest.auth_mode != "oauth":
+        raise InvalidRequest("settings of an API-key connector are entered on the connect form")
+    settings = given
     connection_id = body.get("connection_id")
     if connection_id is not None:
         existing, _ = await connections.get(ctx, str(connection_id))
         if (existing.tenant_id, existing.connector) != (tenant_id, manifest.key):
             raise NotFound(f"no connection {connection_id!r} of {manifest.key} for this tenant")
-        settings = {**existing.settings, **settings}
+        settings = {**existing.settings, **given}
     if manifest.auth_mode == "oauth":
         _check_oauth_settings(manifest, settings)
         oauth = manifest.connection.oauth
@@ -51,8 +58,6 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
         if oauth.type != "authorization_code":
             raise InvalidRequest(f"{manifest.key} uses {oauth.type}: there is nothing to click")
         await oauth_apps.resolve(ctx, oauth.client.credential_key, tenant_id)
-    elif settings:
-        raise InvalidRequest("settings of an API-key connector are entered on the connect form")
     token = secrets.token_urlsafe(32)
     now = ctx.clock()
     session = ConnectSession(
@@ -71,18 +76,85 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
 async def load(ctx: Context, token: str) -> ConnectSession | None:
     if not token or len(token) > 128:
         return None
-    found = await records.load(ctx.store, keys.connect_session(token_hash(token)), ConnectSession)
+    return await _load(ctx, token_hash(token))
+
+
+async def _load(ctx: Context, session_hash: str) -> ConnectSession | None:
+    found = await records.load(ctx.store, keys.connect_session(session_hash), ConnectSession)
     if found is None or found[0].expires_at <= ctx.clock():
         return None
     return found[0]
 
 
-async def finish(ctx: Context, session_hash: str) -> None:
-    await ctx.store.delete(keys.connect_session(session_hash))
+class SessionInUse(Conflict):
+    code = "session_in_use"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to complete one connect session: whoever holds it is the only request that
+    may create or change a connection through the session."""
+
+    session_hash: str
+    owner: str
+    session: ConnectSession
+
+
+async def claim(ctx: Context, session_hash: str) -> Claim | None:
+    """Claim the session before anything reaches a provider or a store (None: the session is
+    gone). Raises `SessionInUse` while another request (another tab) holds it. The claim lasts
+    a whole session lifetime, longer than the session has left: a request that dies holding it
+    leaves the link used up, never open to a second connection."""
+    owner = await ctx.store.acquire(keys.connect_session_claim(session_hash), SESSION_TTL)
+    if owner is None:
+        raise SessionInUse(
+            "this connect link is being used in another tab or window; finish there, or wait "
+            "and try again"
+        )
+    # read under the claim: only a claim holder deletes the session, so it stays until we do
+    session = await _load(ctx, session_hash)
+    if session is None:
+        await ctx.store.release(keys.connect_session_claim(session_hash), owner)
+        return None
+    return Claim(session_hash, owner, session)
+
+
+async def give_back(ctx: Context, claim: Claim) -> None:
+    """After a failure that wrote nothing (a rejected key, a failed code exchange): the link
+    works again, for this tab or another."""
+    await ctx.store.release(keys.connect_session_claim(claim.session_hash), claim.owner)
+
+
+async def finish(ctx: Context, claim: Claim) -> None:
+    """The connection is written: the session dies, then the claim goes (a request that
+    claims after this finds no session)."""
+    await ctx.store.delete(keys.connect_session(claim.session_hash))
+    await give_back(ctx, claim)
+
+
+async def connect_with_settings(
+    ctx: Context, session: ConnectSession, values: dict[str, Any]
+) -> records.Connection:
+    """What the API-key form does: a new connection, or, for a session made for an existing
+    connection, a new settings version of that one (tested first, as any change is; a field
+    left empty keeps its current value, as a secret is never shown to be re-entered)."""
+    if session.connection_id is None:
+        return await connections.create_direct_connection(
+            ctx, session.tenant_id, session.connector, values
+        )
+    if not values:
+        raise InvalidRequest("nothing to change: enter the settings to replace")
+    return await settings_versions.change(ctx, session.connection_id, values, actor="connect_form")
 
 
 def connect_url(ctx: Context, token: str) -> str:
     return f"{ctx.settings.public_url}/connect/{token}"
+
+
+def connect_path(ctx: Context, token: str) -> str:
+    """The link's path as the browser sees it (under BROKER_PUBLIC_URL's path, if it has one):
+    where the settings form posts back to."""
+    return urlsplit(connect_url(ctx, token)).path
 
 
 def check_return_url(ctx: Context, value: Any) -> str:

@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest, VersionConflict
@@ -33,6 +34,22 @@ from broker.store import keys
 
 STATE_TTL = 10 * 60
 COOKIE_PREFIX = "broker_oauth_"
+
+
+# The outcomes a callback is counted under. A provider's `error` is its own string (anyone who
+# can start a flow can send any): outside RFC 6749's codes and ours it is counted as `other`,
+# so /metrics keeps a fixed set of series.
+_OUTCOMES = frozenset(
+    {"invalid_request", "unauthorized_client", "access_denied", "unsupported_response_type"}
+    | {"invalid_scope", "server_error", "temporarily_unavailable"}  # RFC 6749 4.1.2.1
+    | {"invalid_client", "invalid_grant", "unsupported_grant_type"}  # RFC 6749 5.2
+    | {"connected", "session_expired", "session_in_use", "issuer_mismatch", "invalid_callback"}
+    | {"token_exchange_failed", "oauth_app_misconfigured", "reconnect_failed"}
+)
+
+
+def outcome_label(outcome: str) -> str:
+    return outcome if outcome in _OUTCOMES else "other"
 
 
 class BadCallback(InvalidRequest):
@@ -59,6 +76,12 @@ def cookie_name(state: str) -> str:
 
 def redirect_uri(ctx: Context, connector: str) -> str:
     return f"{ctx.settings.public_url}/oauth/callback/{connector}"
+
+
+def callback_path(ctx: Context, connector: str) -> str:
+    """The callback's path as the browser sees it (BROKER_PUBLIC_URL may carry a path): the
+    browser-binding cookie is scoped to it."""
+    return urlsplit(redirect_uri(ctx, connector)).path
 
 
 def oauth_config(manifest: Manifest) -> OAuthConfig:
@@ -130,13 +153,11 @@ async def complete(
         raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
 
     def fail(error: str) -> Redirect:
-        metrics.CONNECT_CALLBACKS.inc(connector, error)
+        metrics.CONNECT_CALLBACKS.inc(connector, outcome_label(error))
         return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
 
     manifest = ctx.catalog.get(connector)
     config = oauth_config(manifest)
-    if await ctx.store.get(keys.connect_session(record.session_hash)) is None:
-        return fail("session_expired")
     try:
         response = oauth.parse_authorization_response(query, expected_issuer=config.issuer)
     except oauth.AuthorizationDenied as exc:
@@ -145,9 +166,22 @@ async def complete(
         return fail("issuer_mismatch")
     except oauth.AuthorizationResponseError:
         return fail("invalid_callback")
+    # before the code exchange: two tabs that each started a flow from one link make one
+    # connection (the other tab is told the link is in use)
     try:
-        app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
-        token = await exchange_code(ctx, manifest, config, app, record, response.code)
+        claim = await connect_sessions.claim(ctx, record.session_hash)
+    except connect_sessions.SessionInUse:
+        return fail("session_in_use")
+    if claim is None:
+        return fail("session_expired")
+    try:
+        try:
+            app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
+            token = await exchange_code(ctx, manifest, config, app, record, response.code)
+        except Exception:
+            # nothing was written: the link may start a new flow, in this tab or another
+            await connect_sessions.give_back(ctx, claim)
+            raise
     except oauth.OAuthError as exc:
         return fail(exc.error if exc.error and not exc.transient else "token_exchange_failed")
     except oauth.ClientCredentialsError:
@@ -155,8 +189,9 @@ async def complete(
     try:
         connection = await _store(ctx, record, token)
     except BrokerError:
+        # the claim stays (the link is used up): the write may have landed, a second must not
         return fail("reconnect_failed")
-    await connect_sessions.finish(ctx, record.session_hash)
+    await connect_sessions.finish(ctx, claim)
     metrics.CONNECT_CALLBACKS.inc(connector, "connected")
     return Redirect(
         connect_sessions.return_to(

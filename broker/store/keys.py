@@ -43,6 +43,11 @@ def connect_session(token_hash: str) -> str:
     return _tagged(f"session_{token_hash}", "record")
 
 
+def connect_session_claim(token_hash: str) -> str:
+    """The lock a flow holds on its connect session while it creates or changes a connection."""
+    return _tagged(f"session_{token_hash}", "claim")
+
+
 def oauth_state(state_hash: str) -> str:
     return _tagged(f"state_{state_hash}", "record")
 

@@ -8,7 +8,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from broker.web.middlewares import is_runtime_path
+from broker.web.middlewares import is_runtime_path, loggable_path
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -16,13 +16,11 @@ class AccessLogger(AbstractAccessLogger):
         path = request.path
         if response.status < 400 and is_runtime_path(path):
             return  # the audit log records every runtime read; a second line per read is cost
-        if path.startswith("/connect/"):
-            path = "/connect/<token>"
         self.logger.info(
             '%s "%s %s" %s %.1fms',
             request.remote,
             request.method,
-            path,
+            loggable_path(path),
             response.status,
             time * 1000,
         )

@@ -97,7 +97,7 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, loggable_path(request.path))
         response = _error(request, "internal_error", "internal error", 500)
     _count(request, response.status, started)
     return response
@@ -130,6 +130,11 @@ def guard(request: web.Request) -> None:
             request[GRANT] = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
         else:
             _check_admin(request)
+
+
+def loggable_path(path: str) -> str:
+    """`path` as a log line may show it: a connect link's path is a one-time credential."""
+    return "/connect/<token>" if path.startswith("/connect/") else path
 
 
 def is_runtime_path(path: str) -> bool:

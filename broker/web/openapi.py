@@ -233,10 +233,19 @@ def connect() -> Paths:
         "Submit an API-key connector's settings form (browser)",
         {
             303: redirect("to return_url with status=connected&connection_id=..."),
-            400: html_response("the form again with the problems, or an OAuth link"),
+            400: html_response(
+                "the form again with the problems, an unreadable body, or an OAuth link"
+            ),
             404: dead_link,
         },
-        {502: "`runtime_unavailable`: testConnection could not run"},
+        {
+            409: "`session_in_use`: another tab is submitting this link; `version_conflict`: "
+            "the connection changed while its settings were tested; retry",
+            502: "`runtime_unavailable`: testConnection could not run",
+        },
+        description="A session made with `connection_id` changes that connection's settings "
+        "(a new settings version, tested first; fields left empty keep their values) "
+        "instead of creating one.",
         parameters=[token],
         body={"required": True, "content": form},
     )

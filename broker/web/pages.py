@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Any
 
@@ -18,9 +19,18 @@ _STYLE = (
 
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+# an origin as a CSP source expression: nothing that could end the directive or add another
+_ORIGIN_SOURCE = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
 
 
-def _page(title: str, body: str, status: int) -> web.Response:
+def _page(title: str, body: str, status: int, *, form_target: str | None = None) -> web.Response:
+    """`form_target`: an origin a form on the page may lead to besides ours (Chromium applies
+    `form-action` to the redirects after a submit, not only to the post itself)."""
+    csp = _CSP
+    if form_target is not None and _ORIGIN_SOURCE.fullmatch(form_target):
+        csp += f" {form_target}"
     html = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
         f"<meta name='viewport' content='width=device-width'><style>{_STYLE}</style></head>"
@@ -33,7 +43,7 @@ def _page(title: str, body: str, status: int) -> web.Response:
         headers={
             "Cache-Control": "no-store",
             "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": _CSP,
+            "Content-Security-Policy": csp,
             "X-Frame-Options": "DENY",
         },
     )
@@ -54,8 +64,13 @@ def settings_form(
     problems: list[str] | None = None,
     values: dict[str, Any] | None = None,
     status: int = 200,
+    *,
+    return_origin: str,
+    updating: bool = False,
 ) -> web.Response:
-    """One input per declared setting; secrets are password fields and never re-filled."""
+    """One input per declared setting; secrets are password fields and never re-filled.
+    A right submit is answered with a redirect to `return_origin` (the dashboard), which the
+    page's CSP must allow. `updating`: the form changes an existing connection's settings."""
     values = values or {}
     schema = manifest.settings_schema
     required = set(schema.get("required", []))
@@ -72,9 +87,11 @@ def settings_form(
             f" autocomplete='off'>"
         )
     errors = "".join(f"<p class='error'>{escape(p)}</p>" for p in problems or [])
+    if updating:
+        errors = "<p>Fields left empty keep their current values.</p>" + errors
     body = (
         f"<h1>Connect {escape(manifest.name)}</h1>{errors}"
         f"<form method='post' action='{escape(action)}'>{''.join(fields)}"
         "<button type='submit'>Connect</button></form>"
     )
-    return _page(f"Connect {manifest.name}", body, status)
+    return _page(f"Connect {manifest.name}", body, status, form_target=return_origin)

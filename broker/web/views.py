@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import fill_template
@@ -28,15 +29,30 @@ def _iso_seconds(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+# What a malformed body raises while it is decoded: bad JSON or bytes (ValueError), an unknown
+# charset (LookupError), nesting deeper than the parser's stack (RecursionError), a broken
+# multipart part (HttpProcessingError).
+_UNDECODABLE = (ValueError, LookupError, RecursionError, HttpProcessingError)
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says why."""
     try:
         body = await request.json()
-    except ValueError:
+    except _UNDECODABLE:
         raise InvalidRequest("the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The text fields of a form post (urlencoded or multipart), or a 400 that says why."""
+    try:
+        form = await request.post()
+    except _UNDECODABLE:
+        raise InvalidRequest("the form could not be read") from None
+    return {name: value for name, value in form.items() if isinstance(value, str)}
 
 
 def connection_view(ctx: Context, conn: Connection) -> dict[str, Any]:

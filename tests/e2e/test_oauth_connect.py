@@ -33,6 +33,7 @@ from tests.e2e.harness import (
     TRICKY_SECRET,
     browser,
     follow_callback,
+    forward,
     free_port,
     oauth_manifest,
     peer_client,
@@ -49,6 +50,7 @@ from tests.peers.oidc import OidcPeer, oidc_peer_fixture
 BROKER_PORT = free_port()
 BROKER_URL = f"http://127.0.0.1:{BROKER_PORT}"
 BAD_TOKEN_PORT = free_port()
+GATED_TOKEN_PORT = free_port()
 POST_SECRET = "post-secret-CANARY-5e8dd316"
 ROTATED_SECRET = "rotated-secret-CANARY-9a0b1c2d"
 JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -121,6 +123,13 @@ oidc = oidc_peer_fixture(
                 client_secret=TRICKY_SECRET,
             ),
             peer_client(
+                "gated-client",
+                "client_secret_basic",
+                BROKER_URL,
+                "oidc-gated",
+                client_secret=TRICKY_SECRET,
+            ),
+            peer_client(
                 "rotating-client",
                 "client_secret_basic",
                 BROKER_URL,
@@ -168,6 +177,35 @@ class BadTokenEndpoint:
         return web.json_response({"token_type": "bearer"})  # no access_token
 
 
+class GatedTokenRelay:
+    """Passes token requests on to the peer, each held until `opened`: a test lines up
+    concurrent code exchanges behind the first one."""
+
+    def __init__(self) -> None:
+        self.upstream = ""
+        self.arrivals = 0
+        self.arrived = [asyncio.Event(), asyncio.Event()]
+        self.opened = asyncio.Event()
+        self.opened.set()
+        self.app = web.Application()
+        self.app.router.add_post("/token", self.token)
+
+    async def token(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.arrivals += 1
+        self.arrived[min(self.arrivals, 2) - 1].set()
+        await self.opened.wait()
+        return await forward(request, self.upstream, body)
+
+
+@pytest.fixture
+async def gated_token(oidc: OidcPeer) -> AsyncIterator[GatedTokenRelay]:
+    relay = GatedTokenRelay()
+    relay.upstream = oidc.token_endpoint
+    async with serve(relay.app, GATED_TOKEN_PORT):
+        yield relay
+
+
 @pytest.fixture
 async def bad_token() -> AsyncIterator[BadTokenEndpoint]:
     endpoint = BadTokenEndpoint()
@@ -203,6 +241,11 @@ async def broker(
                 revocationUrlTemplate=f"http://127.0.0.1:{BAD_TOKEN_PORT}/revoke",
             ),
             oauth_manifest("oidc-rotating", oidc),
+            oauth_manifest(
+                "oidc-gated",
+                oidc,
+                tokenUrlTemplate=f"http://127.0.0.1:{GATED_TOKEN_PORT}/token",
+            ),
         ],
     )
     settings = make_settings(
@@ -221,6 +264,7 @@ async def broker(
             "oidc_wrong_iss": {"client_id": "wrong-iss-client", "client_secret": TRICKY_SECRET},
             "oidc_badtoken": {"client_id": "bad-token-client", "client_secret": TRICKY_SECRET},
             "oidc_badrevoke": {"client_id": "bad-revoke-client", "client_secret": TRICKY_SECRET},
+            "oidc_gated": {"client_id": "gated-client", "client_secret": TRICKY_SECRET},
             # the provider already has the new secret; the broker still has the old one
             "oidc_rotating": {
                 "client_id": "rotating-client",
@@ -312,6 +356,59 @@ async def test_state_is_one_time(
     assert replay[0] == 400 and "unknown, used or expired state" in replay[1]
     assert oidc.token_requests("authorization_code") == 1
     assert len(await stored_connections(broker)) == 2  # the one record and its tenant index
+
+
+async def test_two_flows_in_one_browser_both_complete(
+    broker: web.Application, api: aiohttp.ClientSession, oidc: OidcPeer
+) -> None:
+    """Two tabs of one browser, each in its own flow: finishing the first must not throw away
+    the second one's browser-binding cookie."""
+    first_link = await start_connect(api, BROKER_URL, "oidc-basic")
+    second_link = await start_connect(api, BROKER_URL, "oidc-basic")
+    async with browser() as session:
+        first = await to_callback(session, first_link, BROKER_URL)
+        second = await to_callback(session, second_link, BROKER_URL)
+        first_result = await follow_callback(session, first)
+        second_result = await follow_callback(session, second)
+        left = [c.key for c in session.cookie_jar if c.key.startswith("broker_oauth_")]
+    assert (first_result[0], first_result[2]["status"]) == (302, "connected")
+    assert (second_result[0], second_result[2].get("status")) == (302, "connected"), second_result[
+        1
+    ]
+    assert first_result[2]["connection_id"] != second_result[2]["connection_id"]
+    assert left == []  # each callback removed its own cookie
+    assert oidc.token_requests("authorization_code") == 2
+
+
+async def test_two_tabs_of_one_link_make_one_connection(
+    broker: web.Application,
+    api: aiohttp.ClientSession,
+    oidc: OidcPeer,
+    gated_token: GatedTokenRelay,
+) -> None:
+    """One connect link opened in two tabs: two flows (two states) of one session, both back
+    at the broker at once. One code exchange, one connection; the other tab is told."""
+    connect_url = await start_connect(api, BROKER_URL, "oidc-gated")
+    async with browser() as session:
+        callbacks = [await to_callback(session, connect_url, BROKER_URL) for _ in range(2)]
+        gated_token.opened.clear()
+        async with asyncio.timeout(30):  # a guard against a hang, not a timing assertion
+            tabs = [asyncio.create_task(follow_callback(session, url)) for url in callbacks]
+            await gated_token.arrived[0].wait()  # one tab is exchanging its code
+            # the other tab is either answered already, or exchanging its code too (the bug)
+            other_done = asyncio.create_task(asyncio.wait(tabs, return_when="FIRST_COMPLETED"))
+            second_exchange = asyncio.create_task(gated_token.arrived[1].wait())
+            await asyncio.wait([other_done, second_exchange], return_when="FIRST_COMPLETED")
+            gated_token.opened.set()
+            results = [await tab for tab in tabs]
+            other_done.cancel()
+            second_exchange.cancel()
+    outcomes = sorted((r[2]["status"], r[2].get("error", "")) for r in results)
+    assert outcomes == [("connected", ""), ("error", "session_in_use")], results
+    assert gated_token.arrivals == 1
+    assert oidc.token_requests("authorization_code") == 1
+    assert len(await stored_connections(broker)) == 2  # one record and its tenant index
+    assert metrics.CONNECT_CALLBACKS.get("oidc-gated", "session_in_use") >= 1
 
 
 async def test_connect_link_dies_with_its_connection(

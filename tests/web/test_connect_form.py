@@ -39,6 +39,10 @@ async def test_form_round_trip(client: Client) -> None:
     assert re.search(r"name='api_key' type='password'", html)
     assert "sk_live_... or sk_test_..." in html
     assert page.headers["Cache-Control"] == "no-store"
+    # the 303 after a right key goes to the dashboard: Chromium checks it against form-action
+    assert (
+        "form-action 'self' http://127.0.0.1:8080;" in page.headers["Content-Security-Policy"] + ";"
+    )
 
     bad = await client.post(path, data={"api_key": "", "webhook_secret": CANARY})
     assert bad.status == 400

@@ -14,10 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from broker.config import Settings
 from broker.services import connections, records
 from broker.store import keys
-from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 from broker.web.state import CONTEXT
-from tests.helpers import admin
+from tests.helpers import admin, broker_client, served
 
 Client = TestClient[Any, Any]
 CANARY = "sk_test_CANARY_d41d8cd98f00"
@@ -50,10 +49,8 @@ class FakeRuntime:
 @pytest.fixture
 async def runtime() -> AsyncIterator[tuple[FakeRuntime, str]]:
     fake = FakeRuntime()
-    server = TestServer(fake.app)
-    await server.start_server()
-    yield fake, str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with served(fake.app) as url:
+        yield fake, url
 
 
 @pytest.fixture
@@ -64,9 +61,7 @@ async def api(
 ) -> AsyncIterator[Client]:
     caplog.set_level(logging.DEBUG)
     settings = make_settings(runtime_url=runtime[1], webhook_base_url="https://hooks.example.com")
-    server = TestServer(create_app(settings))
-    await server.start_server(access_log_class=AccessLogger)
-    async with TestClient(server) as client:
+    async with broker_client(settings) as client:
         yield client
     for canary in (CANARY, WEBHOOK_CANARY, "sk_test_echo_SECRET", "CANARY_rotated"):
         assert canary not in caplog.text

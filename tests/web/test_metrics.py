@@ -3,7 +3,10 @@ template, and no secret, token or path value in it."""
 
 from __future__ import annotations
 
+import secrets
+from string import ascii_lowercase
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,6 +20,7 @@ Client = TestClient[Any, Any]
 API_KEY_CANARY = "sk_test_METRICS_CANARY_4b1d0c"
 WEBHOOK_CANARY = "whsec_METRICS_CANARY_77aa01"
 PATH_CANARY = "PATH-CANARY-e3b0c442"
+RETURN_URL = "http://127.0.0.1:8080/done"
 
 
 async def scrape(
@@ -135,3 +139,44 @@ def test_exposition_format() -> None:
     totals = {s.name: s.value for s in parsed["t_seconds"].samples}
     assert totals["t_seconds_count"] == 4
     assert totals["t_seconds_sum"] == pytest.approx(3.65)
+
+
+async def test_provider_error_values_do_not_make_new_series(client: Client) -> None:
+    """A provider (or anyone who can start a flow) chooses the callback's `error=`: as a label
+    it would make one series per value on the public /metrics."""
+    app = {"client_id": "metrics-client", "client_secret": "metrics-secret-0123456789"}
+    assert (await client.put("/v1/oauth-apps/github_app", headers=admin(), json=app)).status == 200
+    session = await client.post(
+        "/v1/connect-sessions",
+        headers=admin(),
+        json={"tenant_id": "t-metrics", "connector": "github", "return_url": RETURN_URL},
+    )
+    link = "/connect/" + (await session.json())["connect_url"].rsplit("/", 1)[1]
+    _, before = await scrape(client)
+    # letters only: a value that looks like a token is already dropped as a possible secret
+    errors = [
+        "made_up_" + "".join(secrets.choice(ascii_lowercase) for _ in range(8)) for _ in range(200)
+    ] + ["access_denied"]
+    for error in errors:
+        started = await client.get(link, allow_redirects=False)
+        assert started.status == 302
+        state = parse_qs(urlsplit(started.headers["Location"]).query)["state"][0]
+        back = await client.get(
+            "/oauth/callback/github",
+            params={"error": error, "state": state},
+            allow_redirects=False,
+        )
+        assert back.status == 302
+        assert parse_qs(urlsplit(back.headers["Location"]).query)["status"] == ["error"]
+    text, after = await scrape(client)
+
+    def callbacks(samples: dict[Any, float]) -> dict[str, float]:
+        return {
+            dict(labels)["outcome"]: value
+            for (name, labels), value in samples.items()
+            if name == "broker_connect_callbacks_total" and ("connector", "github") in labels
+        }
+
+    new = {k: v - callbacks(before).get(k, 0) for k, v in callbacks(after).items()}
+    assert {k: v for k, v in new.items() if v} == {"other": 200, "access_denied": 1}
+    assert "made_up_" not in text

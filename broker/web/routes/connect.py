@@ -6,12 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.errors import ConnectionTestFailed, InvalidSettings
-from broker.services import connect_sessions, connections, oauth_connect
+from broker.config import origin_of
+from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
+from broker.manifest import Manifest
+from broker.services import connect_sessions, oauth_connect
 from broker.services.context import Context
+from broker.services.records import ConnectSession
 from broker.web.pages import error_page, settings_form
 from broker.web.state import CONTEXT
-from broker.web.views import iso, read_json
+from broker.web.views import iso, read_form, read_json
 
 routes = web.RouteTableDef()
 
@@ -43,7 +46,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         return dead_link_page()
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
-        return settings_form(manifest, request.path)
+        return _form(ctx, token, manifest, session)
     redirect = await oauth_connect.begin(ctx, token, session)
     response = web.HTTPFound(redirect.location)
     assert redirect.cookie_name is not None
@@ -52,7 +55,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         redirect.cookie_name,
         redirect.cookie_value,
         max_age=oauth_connect.STATE_TTL,
-        path=f"/oauth/callback/{manifest.key}",
+        path=oauth_connect.callback_path(ctx, manifest.key),
         httponly=True,
         samesite="Lax",
         secure=ctx.settings.public_url.startswith("https://"),
@@ -71,38 +74,64 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode != "api_key":
         return error_page("invalid_request", "This connector connects with OAuth.", 400)
-    form = await request.post()
-    values = _typed(manifest.settings_schema, {k: v for k, v in form.items() if isinstance(v, str)})
+    values = _typed(manifest.settings_schema, await read_form(request))
+    # one submission at a time: three tabs posting the form make one connection
+    claim = await connect_sessions.claim(ctx, connect_sessions.token_hash(token))
+    if claim is None:
+        return dead_link_page()
     try:
-        conn = await connections.create_direct_connection(
-            ctx, session.tenant_id, manifest.key, values
-        )
-    except (InvalidSettings, ConnectionTestFailed) as exc:
+        conn = await connect_sessions.connect_with_settings(ctx, claim.session, values)
+    except (InvalidRequest, NotFound, Conflict, RuntimeUnavailable) as exc:
+        # raised before anything was written: the user may fix the input and send it again
+        await connect_sessions.give_back(ctx, claim)
+        if not isinstance(exc, InvalidRequest):
+            raise
         problems = (
             [str(p) for p in exc.problems] if isinstance(exc, InvalidSettings) else [str(exc)]
         )
-        return settings_form(manifest, request.path, problems, values, status=400)
-    await connect_sessions.finish(ctx, connect_sessions.token_hash(token))
+        return _form(ctx, token, manifest, claim.session, problems, values)
+    await connect_sessions.finish(ctx, claim)
     location = connect_sessions.return_to(
         session.return_url, status="connected", connection_id=conn.id
     )
     raise web.HTTPSeeOther(location)
 
 
+def _form(
+    ctx: Context,
+    token: str,
+    manifest: Manifest,
+    session: ConnectSession,
+    problems: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> web.Response:
+    return settings_form(
+        manifest,
+        connect_sessions.connect_path(ctx, token),
+        problems,
+        {**session.settings, **(values or {})},
+        status=400 if problems else 200,
+        return_origin=origin_of(session.return_url),
+        updating=session.connection_id is not None,
+    )
+
+
 @routes.get("/oauth/callback/{connector}")
 async def callback(request: web.Request) -> web.StreamResponse:
     ctx: Context = request.app[CONTEXT]
+    connector = request.match_info["connector"]
     try:
-        redirect = await oauth_connect.complete(
-            ctx, request.match_info["connector"], request.query, request.cookies
-        )
+        redirect = await oauth_connect.complete(ctx, connector, request.query, request.cookies)
     except oauth_connect.BadCallback as exc:
         return error_page(exc.code, str(exc), 400)
     response = web.HTTPFound(redirect.location)
     response.headers["Cache-Control"] = "no-store"
-    for name in request.cookies:
-        if name.startswith(oauth_connect.COOKIE_PREFIX):
-            response.del_cookie(name, path=request.path)
+    # this flow's cookie only (a trusted state got us here): another tab's flow may still be
+    # on its way back
+    response.del_cookie(
+        oauth_connect.cookie_name(request.query["state"]),
+        path=oauth_connect.callback_path(ctx, connector),
+    )
     raise response
 
 
