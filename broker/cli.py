@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from broker.catalog import load_catalog, manifest_paths
 from broker.config import Settings, load_settings
 from broker.errors import BrokerError, ConfigError, ManifestError
-from broker.manifest import load_manifest
+from broker.manifest import load_catalog, load_manifest, manifest_paths
 
 DEV_DIR = Path("broker-data")
 

@@ -13,10 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "broker"
 BASE = (
     "broker.errors",
     "broker.metrics",
-    "broker.cron",
-    "broker.settings_schema",
     "broker.manifest",
-    "broker.catalog",
     "broker.config",
     "broker.oauth",
     "broker.crypto",
@@ -45,11 +42,8 @@ def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
             "broker.crypto",
             "broker.metrics",
             "broker.errors",
-            "broker.cron",
             "broker.manifest",
-            "broker.settings_schema",
             "broker.config",
-            "broker.catalog",
             "broker.webhooks",
         )
     ):
@@ -73,7 +67,7 @@ def imports_of(path: Path, module: str) -> set[str]:
                 base = module.rsplit(".", node.level)[0]
                 found.add(f"{base}.{node.module}" if node.module else base)
             elif node.module:
-                # `from broker import settings_schema` imports broker.settings_schema
+                # `from broker.manifest import cron` imports broker.manifest.cron
                 found.update(f"{node.module}.{alias.name}" for alias in node.names)
     return found
 

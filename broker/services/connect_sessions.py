@@ -12,10 +12,9 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from broker import settings_schema
 from broker.config import origin_of
 from broker.errors import InvalidRequest, NotFound
-from broker.manifest import Manifest
+from broker.manifest import Manifest, settings_schema
 from broker.services import connections, oauth_apps, records
 from broker.services.context import Context
 from broker.services.records import ConnectSession
