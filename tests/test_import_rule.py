@@ -30,6 +30,7 @@ SERVICES = (
 )
 WEB = (*SERVICES, "broker.web", "broker.store")  # web/app.py opens the store (composition root)
 ANYTHING = ("broker",)
+SDK = ("broker.errors", "broker.runtime")  # runs in connector processes: nothing of the server
 # third-party packages that do I/O; the pure layers must not touch them
 IO_PACKAGES = ("aiohttp", "redis", "socket", "sqlite3", "asyncio")
 
@@ -54,7 +55,9 @@ def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return SERVICES, ()
     if module.startswith("broker.web"):
         return WEB, ()
-    return ANYTHING, ()  # cli/, runtime SDK, testing helpers
+    if module.startswith(("broker.runtime", "broker.testing")):
+        return SDK, ("redis", "cryptography", "sqlite3")
+    return ANYTHING, ()  # cli/, the composition root
 
 
 def imports_of(path: Path, module: str) -> set[str]:
