@@ -70,7 +70,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (it roughly halves the per-request socket cost)."""
+    """uvloop where it is installed: its socket handling is cheaper per request (the measured
+    step is in docs/benchmarks.md)."""
     try:
         import uvloop
     except ImportError:
