@@ -28,9 +28,9 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
-from broker.catalog import load_catalog
 from broker.config import Settings
 from broker.crypto import Keyring, save_keyring
+from broker.manifest import load_catalog
 from broker.services import events, records
 from broker.services.audit import AuditLog
 from broker.services.context import Context

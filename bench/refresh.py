@@ -443,9 +443,9 @@ class Bench:
             print_profile(Path(args.profile))
 
     async def context(self, url: str) -> Any:
-        from broker.catalog import load_catalog
         from broker.config import Settings
         from broker.crypto import KeyringFile
+        from broker.manifest import load_catalog
         from broker.services.audit import AuditLog
         from broker.services.context import Context
         from broker.store.redis import RedisStore

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.catalog import BUNDLED_DIR
 from broker.cli import main
 from broker.crypto import Keyring
+from broker.manifest import BUNDLED_DIR
 
 BROKEN = Path(__file__).parent / "manifests" / "broken"
 BROKER = [sys.executable, "-m", "broker.cli"]

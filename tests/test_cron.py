@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.cron import cron_problem
+from broker.manifest.cron import cron_problem
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,15 @@ from typing import Any
 
 import pytest
 
-from broker.catalog import BUNDLED_DIR, load_catalog, manifest_paths
 from broker.errors import ConfigError, ManifestError
-from broker.manifest import fill_template, load_manifest, validate_manifest
+from broker.manifest import (
+    BUNDLED_DIR,
+    fill_template,
+    load_catalog,
+    load_manifest,
+    manifest_paths,
+    validate_manifest,
+)
 
 BROKEN = sorted((Path(__file__).parent / "manifests" / "broken").glob("*.json"))
 BUNDLED = manifest_paths(BUNDLED_DIR)

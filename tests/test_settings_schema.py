@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from broker import settings_schema as ss
 from broker.errors import InvalidSettings
+from broker.manifest import settings_schema as ss
 
 CANARY = "sk_live_CANARY_7f3a9c"
 

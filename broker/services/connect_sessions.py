@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from broker import settings_schema
 from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, NotFound
-from broker.manifest import Manifest
+from broker.manifest import Manifest, settings_schema
 from broker.services import connections, oauth_apps, records, settings_versions
 from broker.services.context import Context
 from broker.services.records import ConnectSession

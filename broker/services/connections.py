@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker import oauth, settings_schema
+from broker import oauth
 from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed, VersionConflict
-from broker.manifest import Manifest, fill_template
+from broker.manifest import Manifest, fill_template, settings_schema
 from broker.services import events, oauth_apps, records
 from broker.services.context import Context
 from broker.services.provider_http import send

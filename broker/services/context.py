@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from broker.catalog import Catalog
 from broker.config import Settings
+from broker.manifest import Catalog
 from broker.services.audit import AuditLog
 from broker.services.records import StoredToken
 from broker.store.cache import ChangeNotifier

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker import settings_schema
 from broker.errors import InvalidRequest, NotFound, VersionConflict
+from broker.manifest import settings_schema
 from broker.services import connections, events
 from broker.services.context import Context
 from broker.services.records import Connection, SettingsVersion

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from broker.catalog import Catalog, load_catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
 from broker.crypto.admin_tokens import AdminTokens
 from broker.errors import ConfigError
+from broker.manifest import Catalog, load_catalog
 from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.event_delivery import EventWorker

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from broker.manifest import KEY_PATTERN, WEBHOOK_SCHEMES, AuthMode, Manifest, OAuthConfig
+from broker.manifest.settings_schema import REDACTED, SECRET
 from broker.services import events
 from broker.services.records import CONNECTION_ID, TENANT_ID, ConnectionStatus
-from broker.settings_schema import REDACTED, SECRET
 from broker.web.middlewares import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path, is_runtime_path
 
 Schema = dict[str, Any]

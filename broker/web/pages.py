@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.manifest import Manifest
-from broker.settings_schema import SECRET
+from broker.manifest.settings_schema import SECRET
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem}"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from broker.catalog import Catalog
 from broker.config import Settings
 from broker.crypto import KeyringFile
 from broker.crypto.admin_tokens import AdminTokens
 from broker.crypto.runtime_tokens import RuntimeGrant
+from broker.manifest import Catalog
 from broker.services.context import Context
 from broker.store.base import Store
 

@@ -11,9 +11,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import fill_template
+from broker.manifest.settings_schema import REDACTED
 from broker.services.context import Context
 from broker.services.records import Connection
-from broker.settings_schema import REDACTED
 
 
 def iso(ts: float | None) -> str | None:

@@ -203,7 +203,7 @@ async def _announce(store: SealedStore, summary: RewrapSummary) -> None:
 
     import aiohttp
 
-    from broker.catalog import Catalog
+    from broker.manifest import Catalog
     from broker.services import events
     from broker.services.audit import AuditLog
     from broker.services.context import Context

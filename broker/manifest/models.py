@@ -1,28 +1,18 @@
-"""Deployment manifests: the models, their cross-checks, and URL-template filling.
+"""The manifest models: the structure of a deployment manifest, checked by pydantic.
 
 A manifest is the JSON that `defineConnector({...})` builds (camelCase keys). Shapes are ours,
-so unknown keys are refused. `load_manifest` reports every problem with its JSON path, in two
-passes: the structure (pydantic), then the rules that span blocks (`broker.manifest_checks`).
+so unknown keys are refused. The rules that span blocks are `broker.manifest.checks`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Literal
-from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from broker import settings_schema
-from broker.errors import ManifestError, Problem
-
 KEY_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
-PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
-BUILTIN_PLACEHOLDERS = frozenset({"tenant_id", "connection_id"})
 WEBHOOK_SCHEMES = Literal[
     "stripe_signature", "github_hmac_sha256", "shopify_hmac_sha256", "slack_v0", "standard_webhooks"
 ]
@@ -163,91 +153,3 @@ class Manifest(_Model):
     @property
     def granted_secrets(self) -> frozenset[str]:
         return frozenset(self.permissions.secrets)
-
-
-def fill_template(
-    template: str,
-    manifest: Manifest,
-    *,
-    tenant_id: str,
-    connection_id: str = "",
-    settings: Mapping[str, Any],
-) -> str:
-    """Fill `<name>` placeholders. A setting's value must fully match its schema `pattern`
-    (checked again here, not only at validation time) and is percent-encoded."""
-    properties = manifest.settings_schema.get("properties", {})
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "tenant_id":
-            return quote(tenant_id, safe="")
-        if name == "connection_id":
-            return quote(connection_id, safe="")
-        raw = settings.get(name)
-        pattern = properties.get(name, {}).get("pattern")
-        if not isinstance(raw, str) or not pattern or not re.fullmatch(pattern, raw):
-            raise ManifestError(
-                [Problem(f"$.settings.{name}", "missing or does not match its pattern")]
-            )
-        return quote(raw, safe="")
-
-    return PLACEHOLDER.sub(value, template)
-
-
-def load_manifest(path: Path | str) -> Manifest:
-    """Read and validate one manifest file; `ManifestError` names the file and every problem."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(
-            [Problem("$", f"cannot read: {exc.__class__.__name__}")], str(path)
-        ) from exc
-    except json.JSONDecodeError as exc:
-        problem = Problem("$", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-        raise ManifestError([problem], str(path)) from exc
-    manifest = validate_manifest(data, source=str(path))
-    if path.name == "manifest.json" and path.parent.name != manifest.key:
-        problem = Problem(
-            "$.key", f"key {manifest.key!r} does not match its folder {path.parent.name!r}"
-        )
-        raise ManifestError([problem], str(path))
-    return manifest
-
-
-def validate_manifest(data: Any, source: str = "") -> Manifest:
-    problems: list[Problem] = []
-    manifest: Manifest | None = None
-    try:
-        manifest = Manifest.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc))
-    schema = data.get("connection", {}).get("settingsSchema") if isinstance(data, dict) else None
-    if isinstance(data, dict) and isinstance(data.get("connection"), dict) and schema is not None:
-        problems.extend(settings_schema.check_schema(schema, "$.connection.settingsSchema"))
-    if manifest is not None and not problems:
-        from broker.manifest_checks import cross_check  # the checks build on these models
-
-        problems.extend(cross_check(manifest))
-    if problems:
-        raise ManifestError(list(dict.fromkeys(problems)), source)
-    assert manifest is not None
-    return manifest
-
-
-_PATTERN_HINTS = {
-    "key": "must be lowercase letters, digits, '_' or '-', starting with a letter (at most 64)",
-    "version": "must be a semantic version like 1.2.3",
-}
-
-
-def _pydantic_problems(exc: ValidationError) -> list[Problem]:
-    out = []
-    for err in exc.errors(include_url=False, include_input=False):
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif err["type"] == "string_pattern_mismatch" and str(err["loc"][-1]) in _PATTERN_HINTS:
-            message = _PATTERN_HINTS[str(err["loc"][-1])]
-        out.append(Problem(settings_schema.json_path(err["loc"]), message))
-    return out

@@ -1,16 +1,13 @@
 """The manifest rules that span blocks, each problem reported with the JSON path of the
-offending value (the structure itself is pydantic's job, in `broker.manifest`)."""
+offending value (the structure itself is pydantic's job, in `broker.manifest.models`)."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
-from urllib.parse import urlsplit
-
-from broker import settings_schema
-from broker.cron import cron_problem
 from broker.errors import Problem
-from broker.manifest import BUILTIN_PLACEHOLDERS, PLACEHOLDER, Manifest
+from broker.manifest import settings_schema
+from broker.manifest.cron import cron_problem
+from broker.manifest.models import Manifest
+from broker.manifest.templates import allowed_url, check_template
 
 # Parameters the broker itself sets; a manifest overriding them would break the protocol or
 # its security (state, PKCE, redirect_uri), so they are refused.
@@ -35,8 +32,6 @@ _RESERVED_TOKEN = {
     "client_assertion_type",
 }
 _TOKEN_SETTINGS = {"access_token", "refresh_token", "id_token"}
-# A value filled into a URL must not be able to end the host or path segment it sits in.
-_URL_BREAKERS = ("a/b", "a?b", "a#b", "a@b", "a:b", "a\\b", "a%2Fb", "a b", "a\nb", "..")
 
 
 def cross_check(m: Manifest) -> list[Problem]:
@@ -53,7 +48,7 @@ def _check_permissions(m: Manifest) -> list[Problem]:
     problems = [
         Problem(f"$.permissions.http[{i}]", "must be an https:// URL pattern")
         for i, pattern in enumerate(m.permissions.http)
-        if not _allowed_url(pattern.replace("*", "x"))
+        if not allowed_url(pattern.replace("*", "x"))
     ]
     declared = settings_schema.declared(m.settings_schema)
     problems += [
@@ -73,7 +68,7 @@ def _check_connection(m: Manifest) -> list[Problem]:
     secrets = settings_schema.secret_names(schema)
     setup = m.connection.setup
     if setup and setup.webhook_url_template is not None:
-        problems += _check_template(
+        problems += check_template(
             m, "$.connection.setup.webhookUrlTemplate", setup.webhook_url_template, relative_ok=True
         )
     oauth = m.connection.oauth
@@ -98,8 +93,8 @@ def _check_connection(m: Manifest) -> list[Problem]:
             )
         )
     for alias, template in oauth.templates():
-        problems += _check_template(m, f"{where}.{alias}", template)
-    if oauth.issuer is not None and not _allowed_url(oauth.issuer):
+        problems += check_template(m, f"{where}.{alias}", template)
+    if oauth.issuer is not None and not allowed_url(oauth.issuer):
         problems.append(Problem(f"{where}.issuer", "must be an https:// URL"))
     if not oauth.scope_separator:
         problems.append(Problem(f"{where}.scopeSeparator", "must not be empty"))
@@ -132,70 +127,6 @@ def _check_connection(m: Manifest) -> list[Problem]:
         for name in settings_schema.declared(schema) & _TOKEN_SETTINGS
     ]
     return problems
-
-
-def _check_template(
-    m: Manifest, where: str, template: str, *, relative_ok: bool = False
-) -> list[Problem]:
-    problems: list[Problem] = []
-    properties = m.settings_schema.get("properties", {})
-    secrets = settings_schema.secret_names(m.settings_schema)
-    for name in PLACEHOLDER.findall(template):
-        if name in BUILTIN_PLACEHOLDERS:
-            continue
-        if name not in properties:
-            problems.append(
-                Problem(
-                    where,
-                    f"placeholder <{name}> is not tenant_id, connection_id or a declared setting",
-                )
-            )
-        elif name in secrets:
-            problems.append(
-                Problem(
-                    where,
-                    f"placeholder <{name}> names a secret setting; secrets never go into URLs",
-                )
-            )
-        elif not _safe_pattern(properties[name].get("pattern")):
-            problems.append(
-                Problem(
-                    f"$.connection.settingsSchema.properties.{name}.pattern",
-                    f"<{name}> fills a URL, so its pattern must reject / ? # @ : and spaces",
-                )
-            )
-    probe = PLACEHOLDER.sub("x", template)
-    if not (_allowed_url(probe) or (relative_ok and probe.startswith("/"))):
-        problems.append(
-            Problem(
-                where,
-                "must be an https:// URL" + (" or a path starting with /" if relative_ok else ""),
-            )
-        )
-    elif "://" in template and "<" in template.split("://", 1)[0]:
-        problems.append(Problem(where, "the scheme cannot be a placeholder"))
-    return problems
-
-
-def _safe_pattern(pattern: Any) -> bool:
-    if not isinstance(pattern, str):
-        return False
-    try:
-        compiled = re.compile(pattern)
-    except re.error:
-        return False
-    return not any(compiled.fullmatch(probe) for probe in _URL_BREAKERS)
-
-
-def _allowed_url(url: str) -> bool:
-    """https with a host; plain http only to loopback (local test peers)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    if parts.scheme == "https" and parts.hostname:
-        return True
-    return parts.scheme == "http" and parts.hostname in {"127.0.0.1", "localhost", "::1"}
 
 
 def _check_webhooks(m: Manifest) -> list[Problem]:

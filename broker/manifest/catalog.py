@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ConfigError, ManifestError, NotFound
-from broker.manifest import Manifest, load_manifest
+from broker.manifest.loader import load_manifest
+from broker.manifest.models import Manifest
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "connectors"
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
 
 def manifest_paths(directory: Path) -> list[Path]:

@@ -1,0 +1,73 @@
+"""The SDK connector code uses to read its credentials from the broker.
+
+    await Secrets.get("api_key")          -> str
+    await OAuth.access_token(min_ttl=60)  -> str   (alias: OAuth.accessToken)
+    await OAuth.refresh()                 -> AccessToken   (the provider answered 401)
+
+Configured from `BROKER_URL` and `BROKER_RUNTIME_TOKEN`; the module-level `Secrets` and
+`OAuth` share one lazily created `BrokerClient`, closed by `await broker.runtime.aclose()`.
+`use_client()` swaps the backend (`broker.runtime.testing` installs fakes through it).
+Every failure is a `BrokerRuntimeError` (the tree is in `broker.runtime.errors`); only
+`BrokerUnavailable` is retried. No message, repr or log line ever holds a secret value or
+the runtime token.
+
+    errors   the exception tree, one class per wire error code
+    wire     `Secret`, `AccessToken` and parsing the broker's answers into them
+    api      `Secrets`/`OAuth` calls over any `RuntimeBackend`
+    client   `BrokerClient`, the runtime API over HTTP (aiohttp)
+    facade   the module-level `Secrets`, `OAuth`, `use_client`, `aclose`
+    testing  `connector_test_runtime`, fakes for connector tests
+
+The SDK runs inside connector processes: it imports nothing of the server (no store, no
+crypto, no redis), only the pure `broker.errors`; `tests/test_runtime_sdk_imports.py`
+checks it.
+"""
+
+from broker.runtime.api import OAuthAPI, RuntimeBackend, SecretsAPI, min_ttl_seconds
+from broker.runtime.client import TOKEN_ENV, URL_ENV, BrokerClient
+from broker.runtime.errors import (
+    BrokerRuntimeError,
+    BrokerUnavailable,
+    NeedsReauth,
+    NotConfigured,
+    NotFound,
+    NotGranted,
+    NotOAuth,
+    ProviderError,
+    SecretNotSet,
+    Unauthorized,
+    error_class,
+)
+from broker.runtime.facade import OAuth, Secrets, aclose, current_backend, use_client
+from broker.runtime.wire import AccessToken, Secret, parse_access_token, parse_secret, secret_text
+
+__all__ = [
+    "TOKEN_ENV",
+    "URL_ENV",
+    "AccessToken",
+    "BrokerClient",
+    "BrokerRuntimeError",
+    "BrokerUnavailable",
+    "NeedsReauth",
+    "NotConfigured",
+    "NotFound",
+    "NotGranted",
+    "NotOAuth",
+    "OAuth",
+    "OAuthAPI",
+    "ProviderError",
+    "RuntimeBackend",
+    "Secret",
+    "SecretNotSet",
+    "Secrets",
+    "SecretsAPI",
+    "Unauthorized",
+    "aclose",
+    "current_backend",
+    "error_class",
+    "min_ttl_seconds",
+    "parse_access_token",
+    "parse_secret",
+    "secret_text",
+    "use_client",
+]
