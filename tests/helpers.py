@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from typing import Literal
+
+from aiohttp import web
+
+from broker import metrics
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+
+Framing = Literal["chunked", "length"]
 
 
 def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def send_in_pieces(
+    request: web.Request,
+    body: bytes,
+    *,
+    framing: Framing,
+    status: int = 200,
+    pieces: int = 4,
+    pause: float = 0.05,
+) -> web.StreamResponse:
+    """Answer `body` a few bytes at a time, pausing between writes, so the client sees the
+    start of the body (`{"access_token":"ey`) well before the rest: chunked transfer
+    encoding, or a Content-Length with the body trickling in after it."""
+    resp = web.StreamResponse(
+        status=status, headers={"Content-Type": "application/json", "Cache-Control": "no-store"}
+    )
+    if framing == "chunked":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = len(body)
+    await resp.prepare(request)
+    step = max(1, -(-len(body) // pieces))
+    for start in range(0, len(body), step):
+        await resp.write(body[start : start + step])
+        await asyncio.sleep(pause)  # the next piece leaves in another TCP segment
+    await resp.write_eof()
+    return resp
+
+
+def background_errors(loop: str) -> float:
+    """`broker_background_errors_total{loop=...}` as GET /metrics shows it (0 if absent)."""
+    prefix = f'broker_background_errors_total{{loop="{loop}"}} '
+    for line in metrics.render().splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
