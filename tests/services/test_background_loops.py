@@ -103,28 +103,12 @@ class PoisonedRefresher(Refresher):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.handled: list[str] = []
+        self.done: list[str] = []
 
     async def handle(self, connection_id: str) -> None:
         if connection_id == "conn_poisoned":
             raise RecursionError(CANARY)
-        self.handled.append(connection_id)
-
-
-async def test_an_item_that_raises_does_not_stop_the_refresher(
-    ctx: Context, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    now = time.time()
-    for connection_id in ("conn_poisoned", "conn_fine"):
-        await ctx.store.schedule(keys.connection(connection_id), now - 1)
-    await ctx.store.schedule(JUNK + "record", now - 1)
-    refresher = PoisonedRefresher(ctx)
-    before = background_errors("refresher")
-    assert await refresher.run_once() == 3
-    assert refresher.handled == ["conn_fine"]
-    assert (refresher.failed, background_errors("refresher")) == (2, before + 2)
-    assert "RecursionError" in caplog.text and CANARY not in caplog.text
+        self.done.append(connection_id)
 
 
 class PoisonedEventWorker(EventWorker):
@@ -132,7 +116,7 @@ class PoisonedEventWorker(EventWorker):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.delivered_streams: list[str] = []
+        self.done: list[str] = []
 
     @property
     def pushing(self) -> bool:
@@ -140,24 +124,39 @@ class PoisonedEventWorker(EventWorker):
 
     async def deliver(self, stream: str) -> None:
         if stream == "conn_poisoned":
-            raise KeyError(CANARY)
-        self.delivered_streams.append(stream)
+            raise RecursionError(CANARY)
+        self.done.append(stream)
 
 
-async def test_an_item_that_raises_does_not_stop_the_event_worker(
-    ctx: Context, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("worker_class", "due_key", "junk", "loop", "handled"),
+    [
+        # the refresher counts what it took from the index, the event worker its jobs
+        (PoisonedRefresher, keys.connection, "record", "refresher", 3),
+        (PoisonedEventWorker, keys.event_queue, "outbox:evt_1", "event-worker", 2),
+    ],
+)
+async def test_an_item_that_raises_does_not_stop_the_others(
+    ctx: Context,
+    caplog: pytest.LogCaptureFixture,
+    worker_class: type[PoisonedRefresher | PoisonedEventWorker],
+    due_key: Callable[[str], str],
+    junk: str,
+    loop: str,
+    handled: int,
 ) -> None:
     caplog.set_level(logging.INFO)
     now = time.time()
-    for stream in ("conn_poisoned", "conn_fine"):
-        await ctx.store.schedule(keys.event_queue(stream), now - 1)
-    await ctx.store.schedule(JUNK + "outbox:evt_1", now - 1)
-    worker = PoisonedEventWorker(ctx)
-    before = background_errors("event-worker")
-    assert await worker.run_once() == 2
-    assert worker.delivered_streams == ["conn_fine"]
-    assert background_errors("event-worker") == before + 2
-    assert "KeyError" in caplog.text and CANARY not in caplog.text
+    for record_id in ("conn_poisoned", "conn_fine"):
+        await ctx.store.schedule(due_key(record_id), now - 1)
+    await ctx.store.schedule(JUNK + junk, now - 1)
+    worker = worker_class(ctx)
+    before = background_errors(loop)
+    assert await worker.run_once() == handled
+    assert worker.done == ["conn_fine"]
+    assert background_errors(loop) == before + 2  # the poisoned item and the junk key
+    assert "RecursionError" in caplog.text and "ValueError" in caplog.text
+    assert CANARY not in caplog.text
 
 
 class FailingOnce(SealedStore):
