@@ -12,8 +12,14 @@ value taken from a request, so neither a secret nor a connect token can reach a 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import PurePath
+from typing import Literal
+
+from broker.errors import BrokerError
 
 Labels = tuple[str, ...]
 
@@ -178,6 +184,12 @@ EVENT_DELIVERIES = Counter(
     "Attempts to push an event to BROKER_EVENTS_URL, by outcome (delivered, failed).",
     ("outcome",),
 )
+BackgroundLoop = Literal["refresher", "event-worker", "audit-flush", "keyring-watch", "changes"]
+BACKGROUND_ERRORS = Counter(
+    "broker_background_errors_total",
+    "Exceptions a background loop caught and survived (each ended one poll or one item), by loop.",
+    ("loop",),
+)
 
 PROCESS_METRICS: tuple[Counter | Histogram | RequestMetrics, ...] = (
     HTTP,
@@ -186,7 +198,43 @@ PROCESS_METRICS: tuple[Counter | Histogram | RequestMetrics, ...] = (
     CONNECT_CALLBACKS,
     WEBHOOK_VERIFICATIONS,
     EVENT_DELIVERIES,
+    BACKGROUND_ERRORS,
 )
+
+
+def background_error(
+    log: logging.Logger,
+    loop: BackgroundLoop,
+    exc: Exception,
+    *,
+    item: str | None = None,
+    expected: bool = False,
+) -> None:
+    """Count and log an exception a background loop survived. The line has the broker's
+    error code, or the exception's class and where it was raised, never its text: that can
+    quote a provider's answer or a stored value. `expected` (or a BrokerError: a store
+    outage, a dead grant) logs a warning, anything else an error. `item` is an id the loop
+    was working on."""
+    BACKGROUND_ERRORS.inc(loop)
+    about = f" ({item})" if item else ""
+    if isinstance(exc, BrokerError):
+        log.warning("%s: %s%s", loop, exc.code, about)
+        return
+    level = logging.WARNING if expected else logging.ERROR
+    log.log(level, "%s: %s raised at %s%s", loop, type(exc).__name__, _raised_at(exc), about)
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`broker/services/refresh.py:170`: the innermost frame in the broker, else the
+    innermost one (a library's), so the line points at code without quoting any value."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "an unknown place"
+    ours = [f for f in frames if "broker" in PurePath(f.filename).parts]
+    frame = (ours or frames)[-1]
+    parts = PurePath(frame.filename).parts
+    start = len(parts) - 1 - parts[::-1].index("broker") if ours else len(parts) - 1
+    return f"{'/'.join(parts[start:])}:{frame.lineno}"
 
 
 def render(extra: Iterable[Counter | Histogram | Gauge | RequestMetrics] = ()) -> str:

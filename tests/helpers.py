@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from broker import metrics
 from broker.config import Settings
 from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
+
+Framing = Literal["chunked", "length"]
 
 
 def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
@@ -40,3 +44,40 @@ async def served(app: web.Application) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+async def send_in_pieces(
+    request: web.Request,
+    body: bytes,
+    *,
+    framing: Framing,
+    status: int = 200,
+    pieces: int = 4,
+    pause: float = 0.05,
+) -> web.StreamResponse:
+    """Answer `body` a few bytes at a time, pausing between writes, so the client sees the
+    start of the body (`{"access_token":"ey`) well before the rest: chunked transfer
+    encoding, or a Content-Length with the body trickling in after it."""
+    resp = web.StreamResponse(
+        status=status, headers={"Content-Type": "application/json", "Cache-Control": "no-store"}
+    )
+    if framing == "chunked":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = len(body)
+    await resp.prepare(request)
+    step = max(1, -(-len(body) // pieces))
+    for start in range(0, len(body), step):
+        await resp.write(body[start : start + step])
+        await asyncio.sleep(pause)  # the next piece leaves in another TCP segment
+    await resp.write_eof()
+    return resp
+
+
+def background_errors(loop: str) -> float:
+    """`broker_background_errors_total{loop=...}` as GET /metrics shows it (0 if absent)."""
+    prefix = f'broker_background_errors_total{{loop="{loop}"}} '
+    for line in metrics.render().splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0

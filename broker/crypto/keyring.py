@@ -100,7 +100,7 @@ class Keyring:
     def from_json(cls, text: str | bytes) -> Keyring:
         try:
             doc: Any = json.loads(text, object_pairs_hook=_no_duplicates)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: nested past the decoder
             # The decoder's message quotes the offending text, which may be key material.
             raise ConfigError("keyring is not valid JSON") from None
         if not isinstance(doc, dict):

@@ -40,7 +40,10 @@ def _decode(content_type: str | None, body: bytes) -> tuple[object, str | None]:
         return None, "an HTML page"
     try:
         return json.loads(body), None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError covers bad syntax, bad UTF-8 and oversized numbers; RecursionError is
+        # nesting deeper than the decoder goes (`[[[[...`), which must not escape either:
+        # it once ended the background refresher for every connection
         return None, f"not valid JSON ({kind})"
 
 

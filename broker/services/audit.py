@@ -25,7 +25,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from broker.errors import InvalidRequest, StoreUnavailable
+from broker import metrics
+from broker.errors import InvalidRequest
 from broker.services.records import time_key
 from broker.store import keys
 from broker.store.sealed import SealedStore
@@ -133,7 +134,8 @@ class AuditLog:
                     self._retention,
                 )
                 await self._store.index_trim(index, self._floor(now))
-            except StoreUnavailable:
+            except Exception as exc:  # one tenant's batch failing must not lose the others'
+                metrics.background_error(log, "audit-flush", exc)
                 failed.extend(entries)
         if failed:
             for entry in failed:  # try again next time, merged with what came since
@@ -160,7 +162,10 @@ class AuditLog:
         """Flush every second until cancelled; the final flush happens in `close`."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception as exc:  # not BaseException: cancellation ends the loop
+                metrics.background_error(log, "audit-flush", exc)
 
     async def query(
         self,

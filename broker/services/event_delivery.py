@@ -32,7 +32,7 @@ import aiohttp
 
 from broker import metrics
 from broker.config import events_signing_key
-from broker.errors import BrokerError, VersionConflict
+from broker.errors import VersionConflict
 from broker.services import event_outbox, events, records
 from broker.services.context import Context
 from broker.services.polling import poll_forever
@@ -87,21 +87,29 @@ class EventWorker:
         queues: list[str] = []
         for item in items:
             part = keys.part(item.key)
-            if part.startswith("outbox:"):
-                left_behind[keys.record_id(item.key)].append(item.key)
-            elif part == "events" and self.pushing:
-                queues.append(keys.record_id(item.key))
-        jobs = [self._guarded(self._recover(s, due)) for s, due in left_behind.items()]
-        jobs += [self._guarded(self.deliver(stream)) for stream in queues]
+            if not part.startswith("outbox:") and not (part == "events" and self.pushing):
+                continue
+            try:
+                stream = keys.record_id(item.key)
+            except ValueError as exc:  # not a key the broker wrote: the store is untrusted
+                metrics.background_error(log, "event-worker", exc)
+                continue
+            if part == "events":
+                queues.append(stream)
+            else:
+                left_behind[stream].append(item.key)
+        jobs = [self._guarded(s, self._recover(s, due)) for s, due in left_behind.items()]
+        jobs += [self._guarded(stream, self.deliver(stream)) for stream in queues]
         await asyncio.gather(*jobs)
         return len(jobs)
 
-    async def _guarded(self, job: Coroutine[Any, Any, None]) -> None:
+    async def _guarded(self, stream: str, job: Coroutine[Any, Any, None]) -> None:
+        # one stream's failure, whatever it is, must not stop the others' deliveries
         async with self._slots:
             try:
                 await job
-            except BrokerError as exc:
-                log.info("event worker: %s", exc.code)
+            except Exception as exc:
+                metrics.background_error(log, "event-worker", exc, item=stream)
 
     async def _recover(self, stream: str, due_keys: list[str]) -> None:
         if not await event_outbox.move(self.ctx, stream):

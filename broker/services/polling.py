@@ -7,21 +7,26 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from broker.errors import BrokerError
+from broker import metrics
 
 
 async def poll_forever(
-    name: str, run_once: Callable[[], Awaitable[int]], *, batch: int, interval: float
+    name: metrics.BackgroundLoop,
+    run_once: Callable[[], Awaitable[int]],
+    *,
+    batch: int,
+    interval: float,
 ) -> None:
     """Call `run_once` until cancelled: again at once while it handles full batches (a
-    backlog), else after a jittered `interval`, so replicas do not poll in step. A store
-    outage is logged and waited out, never fatal."""
+    backlog), else after a jittered `interval`, so replicas do not poll in step. A failed
+    poll (a store outage, or anything else) is logged, counted and waited out, never fatal:
+    the loop serves every connection of the replica."""
     log = logging.getLogger(f"broker.{name}")
     while True:
         try:
             handled = await run_once()
-        except BrokerError as exc:
-            log.warning("%s: %s", name, exc.code)
+        except Exception as exc:  # not BaseException: cancellation ends the loop
+            metrics.background_error(log, name, exc)
             handled = 0
         if handled < batch:
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))

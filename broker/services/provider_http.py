@@ -1,8 +1,9 @@
 """Sending a prepared OAuth request (from `broker.oauth`) to a provider, with hard limits.
 
 Bounded time, no redirects (a token endpoint that redirects is misconfigured or hostile, and
-following would resend client credentials), a capped body, and every network failure turned
-into `TransientProviderError`, so callers back off instead of marking a grant dead.
+following would resend client credentials), a capped body read to its end, and every network
+failure turned into `TransientProviderError`, so callers back off instead of marking a grant
+dead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ from dataclasses import dataclass
 import aiohttp
 
 from broker.manifest import OAuthConfig
-from broker.oauth import TokenRequest, TransientProviderError, parse_token_response
+from broker.oauth import (
+    MalformedTokenResponse,
+    TokenRequest,
+    TransientProviderError,
+    parse_token_response,
+)
 from broker.services.context import Context
 from broker.services.records import StoredToken
 
@@ -30,6 +36,20 @@ class ProviderResponse:
     """When the request was sent: `expires_at = sent_at + expires_in` (DESIGN 5)."""
 
 
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body, read to its end (chunked, Content-Length or until close), or None as
+    soon as it is known to pass `limit` bytes. `resp.content.read(n)` is not that: it returns
+    what has arrived so far, so an answer sent in several TCP segments was cut short."""
+    if resp.content_length is not None and resp.content_length > limit:
+        return None
+    body = bytearray()
+    async for piece in resp.content.iter_any():
+        body += piece
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
     seconds = min(MAX_SECONDS, ctx.settings.refresh_lock_ttl * 0.6)
     timeout = aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds))
@@ -43,15 +63,19 @@ async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
             allow_redirects=False,
             timeout=timeout,
         ) as resp:
-            body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+            body = await read_capped(resp, MAX_RESPONSE_BYTES)
             content_type = resp.headers.get("Content-Type")
             status = resp.status
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise TransientProviderError(
             f"the provider could not be reached ({type(exc).__name__})", error="unreachable"
         ) from None
-    if len(body) > MAX_RESPONSE_BYTES:
-        raise TransientProviderError("the provider's response is too large", error="too_large")
+    if body is None:
+        raise MalformedTokenResponse(
+            f"the provider answered HTTP {status} with a body larger than "
+            f"{MAX_RESPONSE_BYTES // 1024} KiB",
+            provider_status=status,
+        )
     return ProviderResponse(status, content_type, body, sent_at)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from broker.errors import BrokerError, NotFound
+from broker import metrics
+from broker.errors import NotFound
 from broker.services import connections, refresh
 from broker.services.context import Context
 from broker.services.polling import poll_forever
@@ -43,12 +44,13 @@ class Refresher:
         return len(items)
 
     async def _guarded(self, key: str) -> None:
+        # one connection's failure, whatever it is, must not stop the others' refreshes
         async with self._slots:
             try:
                 await self.handle(keys.record_id(key))
-            except BrokerError as exc:
+            except Exception as exc:
                 self.failed += 1
-                log.info("refresher: %s for %s", exc.code, keys.record_id(key))
+                metrics.background_error(log, "refresher", exc, item=key)
 
     async def handle(self, connection_id: str) -> None:
         ctx = self.ctx

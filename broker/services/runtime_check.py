@@ -17,9 +17,11 @@ import aiohttp
 from broker.errors import ConnectionTestFailed, RuntimeUnavailable
 from broker.manifest import Manifest
 from broker.services.context import Context
+from broker.services.provider_http import read_capped
 
 TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 MAX_MESSAGE = 300
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 async def test_settings(
@@ -41,7 +43,7 @@ async def test_settings(
         async with ctx.http.request(
             check.method, url, json=dict(settings), timeout=TIMEOUT
         ) as resp:
-            body = await resp.read()
+            body = await read_capped(resp, MAX_ANSWER_BYTES)
             status = resp.status
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise RuntimeUnavailable(
@@ -49,6 +51,11 @@ async def test_settings(
         ) from None
     if 200 <= status < 300:
         return
+    if body is None:
+        raise RuntimeUnavailable(
+            f"testConnection answered HTTP {status} with a body larger than "
+            f"{MAX_ANSWER_BYTES // 1024} KiB"
+        )
     message = _scrub(_message_of(body), secret_values)
     if 400 <= status < 500:
         raise ConnectionTestFailed(f"testConnection rejected the settings ({status}): {message}")
@@ -58,7 +65,7 @@ async def test_settings(
 def _message_of(body: bytes) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json decodes
         return "no message"
     if isinstance(data, dict):
         for key in ("message", "error", "detail"):

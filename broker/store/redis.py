@@ -13,6 +13,7 @@ so the same store object works again once Redis is back.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import secrets
@@ -22,12 +23,15 @@ from typing import Any, TypeVar
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
+from broker import metrics
 from broker.errors import StoreUnavailable, VersionConflict
 from broker.store import redis_scripts as lua
 from broker.store.base import DueItem, PutItem, ScanPage, check_index
 from broker.store.redis_connect import Client, connect
 from broker.store.redis_layout import DUE_PARTITIONS, Layout
 from broker.store.redis_scan import scan_page
+
+log = logging.getLogger("broker.store")
 
 T = TypeVar("T")
 RESERVED_CONNECTIONS = 4
@@ -286,16 +290,23 @@ class RedisStore:
                     )
                     if key:
                         on_change(key)
-            except (RedisError, OSError):
-                on_change(None)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # not BaseException: cancellation ends the feed
+                # Redis gone, or a handler that failed: start over either way, or every
+                # replica's cache and refresh waiters would stop hearing of writes for good
+                redis_down = isinstance(exc, RedisError | OSError)
+                metrics.background_error(log, "changes", exc, expected=redis_down)
             finally:
                 try:
                     async with asyncio.timeout(self._timeout):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except (RedisError, OSError):
                     pass
+            try:
+                on_change(None)  # what is published until the next subscribe is lost
+            except Exception as exc:
+                metrics.background_error(log, "changes", exc)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
 
     async def ping(self) -> None:
         await self._run("ping", self._ping)

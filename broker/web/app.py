@@ -17,6 +17,7 @@ from broker.crypto import KeyringFile
 from broker.crypto.admin_tokens import AdminTokens
 from broker.errors import ConfigError
 from broker.manifest import Catalog, load_catalog
+from broker.metrics import background_error
 from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.event_delivery import EventWorker
@@ -107,8 +108,11 @@ async def _watch_keyring(holder: KeyringFile) -> None:
     # file mounted follows within a couple of seconds, no signal needed
     while True:
         await asyncio.sleep(KEYRING_POLL)
-        if holder.changed():
-            reload_keyring(holder)
+        try:
+            if holder.changed():
+                reload_keyring(holder)
+        except Exception as exc:  # the next look may work; the watch must outlive this one
+            background_error(log, "keyring-watch", exc)
 
 
 def _reload_on_sighup(holder: KeyringFile) -> None:

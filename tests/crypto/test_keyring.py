@@ -87,6 +87,7 @@ def test_load_missing_file(tmp_path: Path) -> None:
 
 MALFORMED = [
     ("{not json " + B64_A, "not valid JSON"),
+    ("[" * 100_000, "not valid JSON"),  # deeper than the decoder goes: RecursionError
     (json.dumps([B64_A]), "must be a JSON object"),
     (json.dumps({"primary": "k1", "keys": {"k1": B64_A}, "extra": B64_B}), "unknown fields"),
     (json.dumps({"keys": {"k1": B64_A}}), '"primary" must be a string'),

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from broker.web.access_log import AccessLogger
-from tests.helpers import admin
+from tests.helpers import Framing, admin, send_in_pieces
 from tests.peers.oidc import OidcPeer, drive_browser
 
 RETURN_ORIGIN = "https://dashboard.example.com"
@@ -137,8 +137,8 @@ def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
-async def forward(request: web.Request, upstream: str, body: bytes) -> web.Response:
-    """Pass a token request on to the real endpoint (for proxies that misbehave on purpose)."""
+async def call_upstream(request: web.Request, upstream: str, body: bytes) -> tuple[int, bytes]:
+    """Send a token request on to the real endpoint: (status, body) of its answer."""
     headers = {
         k: v
         for k, v in request.headers.items()
@@ -148,6 +148,28 @@ async def forward(request: web.Request, upstream: str, body: bytes) -> web.Respo
         aiohttp.ClientSession() as session,
         session.post(upstream, data=body, headers=headers) as resp,
     ):
-        return web.Response(
-            body=await resp.read(), status=resp.status, content_type="application/json"
-        )
+        return resp.status, await resp.read()
+
+
+async def forward(request: web.Request, upstream: str, body: bytes) -> web.Response:
+    """Pass a token request on to the real endpoint (for proxies that misbehave on purpose)."""
+    status, answer = await call_upstream(request, upstream, body)
+    return web.Response(body=answer, status=status, content_type="application/json")
+
+
+class ChunkingRelay:
+    """A token endpoint in front of the real one that re-sends each answer a few bytes at a
+    time with pauses (`framing`: chunked, or a Content-Length), as some providers and
+    corporate proxies do. `relayed` counts the requests it passed on."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.framing: Framing = "chunked"
+        self.relayed = 0
+        self.app = web.Application()
+        self.app.router.add_post("/token", self.token)
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        self.relayed += 1
+        status, answer = await call_upstream(request, self.upstream, await request.read())
+        return await send_in_pieces(request, answer, framing=self.framing, status=status, pieces=6)

@@ -15,6 +15,7 @@ from broker.oauth import (
     TokenEndpointError,
     TokenSet,
     TransientProviderError,
+    parse_revocation_response,
     parse_token_response,
 )
 
@@ -264,3 +265,29 @@ def test_previous_refresh_token_is_redacted_from_descriptions() -> None:
 def test_4xx_without_an_oauth_error_is_malformed() -> None:
     with pytest.raises(MalformedTokenResponse, match="HTTP 404 without an OAuth error"):
         _parse(b"<html>not found</html>", status=404, content_type="text/html")
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP,
+        b'{"a":' * DEEP,
+        b"[" * DEEP + b"]" * DEEP,  # well-formed, just deeper than the decoder goes
+        b'{"access_token": "at", "extra": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+    ],
+)
+@pytest.mark.parametrize("status", [200, 400])
+def test_json_nested_past_the_decoders_depth_is_malformed(body: bytes, status: int) -> None:
+    """The decoder's RecursionError used to escape and kill the background refresher."""
+    with pytest.raises(MalformedTokenResponse) as caught:
+        _parse(body, status=status)
+    assert "not valid JSON" in str(caught.value) or "without an OAuth error" in str(caught.value)
+    assert caught.value.provider_status == status
+
+
+def test_revocation_answer_nested_past_the_decoders_depth_is_malformed() -> None:
+    with pytest.raises(MalformedTokenResponse):
+        parse_revocation_response(400, JSON, b"[" * DEEP)

@@ -43,6 +43,10 @@ class FakeRuntime:
             return web.json_response({"message": f"Invalid API key {key}"}, status=400)
         if key.startswith("sk_test_boom"):
             return web.json_response({"message": "crash"}, status=500)
+        if key.startswith("sk_test_deep"):  # JSON deeper than the decoder goes
+            return web.Response(body=b"[" * 50_000, status=400, content_type="application/json")
+        if key.startswith("sk_test_huge"):
+            return web.json_response({"message": "x" * 1024 * 1024}, status=400)
         return web.json_response({"message": "Invalid API key", "status": 401}, status=400)
 
 
@@ -117,6 +121,8 @@ async def nothing_stored(api: Client) -> None:
     [
         (stripe(api_key="sk_test_wrong"), 400, "connection_test_failed", "Invalid API key"),
         (stripe(api_key="sk_test_boom"), 502, "runtime_unavailable", "500"),
+        (stripe(api_key="sk_test_deep"), 400, "connection_test_failed", "no message"),
+        (stripe(api_key="sk_test_huge"), 502, "runtime_unavailable", "larger than"),
         (
             {**stripe(), "settings": {"webhook_secret": "x"}},
             400,

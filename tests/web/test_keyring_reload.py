@@ -6,9 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
-from broker.crypto import Keyring, save_keyring
+from broker.crypto import Keyring, KeyringFile, save_keyring
+from tests.helpers import background_errors
 
 Client = TestClient[Any, Any]
 
@@ -47,3 +49,30 @@ async def test_the_keyring_file_is_followed(client: Client, keyring_file: Path) 
         await asyncio.sleep(0.1)
     assert body["keyring"]["primary"] == "k2"  # still serving with the last good keyring
     assert "no keys" in body["keyring"]["reload_error"]
+
+
+async def test_the_file_watch_outlives_an_unexpected_error(
+    client: Client,
+    keyring_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One failed look at the file (here a stat that raises what nobody expected) must not
+    end the watch: the next edit is still followed."""
+    monkeypatch.setattr("broker.web.app.KEYRING_POLL", 0.05)
+    looked = asyncio.Event()
+    real_changed = KeyringFile.changed
+
+    def changed(holder: KeyringFile) -> bool:
+        if not looked.is_set():
+            looked.set()
+            raise RuntimeError("CANARY_keyring_1a79a4d60de6718e")
+        return real_changed(holder)
+
+    monkeypatch.setattr(KeyringFile, "changed", changed)
+    before = background_errors("keyring-watch")
+    await looked.wait()
+    save_keyring(keyring_file, Keyring.load(keyring_file).with_key("k2").promoted("k2"))
+    await wait_for_primary(client, "k2")
+    assert background_errors("keyring-watch") == before + 1
+    assert "RuntimeError" in caplog.text and "CANARY" not in caplog.text
