@@ -5,9 +5,9 @@ Safe for many asyncio tasks and several processes on one machine:
 - sqlite3 connections are not thread-safe, so each store owns one connection used only by
   one dedicated worker thread; every call is a job on that thread, off the event loop.
 - Cross-process safety comes from SQLite's own file locking: each read-modify-write (CAS put,
-  fenced put, put_ttl, delete, acquire) runs inside `BEGIN IMMEDIATE`, which takes the write lock before
-  the read, so two processes can never both pass the same version check. Waiting for the lock
-  is bounded by `busy_timeout`; past it the call raises `StoreUnavailable`.
+  fenced put, put_ttl, delete, acquire) runs inside `BEGIN IMMEDIATE`, which takes the write
+  lock before the read, so two processes can never both pass the same version check. Waiting
+  for the lock is bounded by `busy_timeout`; past it the call raises `StoreUnavailable`.
 - Single statements (take, release, schedule) are atomic on their own.
 - Expiry is a column checked on every read; expired rows are invisible and each write that
   creates an expiring row deletes a few expired ones, so garbage never outgrows the live set.

@@ -351,7 +351,7 @@ class StoreConformance:
     async def test_fenced_put_takes_only_the_lock_beside_its_record(self, store: Store) -> None:
         key = keys.connection(f"conn_{uid()}")
         other = keys.refresh_lock(f"conn_{uid()}")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="fencing lock"):
             await store.put_fenced(key, b"x", None, Fence(other, "t"))
         assert await store.get(key) is None
 
