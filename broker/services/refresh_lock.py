@@ -11,6 +11,7 @@ the token write is fenced (`Store.put_fenced`): it lands only while the lock is 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,8 @@ from broker.services.context import Context
 from broker.services.provider_http import MAX_SECONDS
 from broker.store import keys
 from broker.store.base import Fence
+
+log = logging.getLogger("broker.refresh")
 
 WRITE_SHARE = 0.25
 """Of the lock's TTL, what the provider call leaves for the reads and writes after it (the
@@ -43,6 +46,7 @@ class HeldLock:
         spend the refresh token safely (nothing has been spent yet)."""
         left = self.expires_by - time.monotonic() - self.ttl * WRITE_SHARE
         if left < MIN_PROVIDER_SECONDS:
+            log.warning("refresh not started: %s has too little time left", self.fence.lock)
             raise LockLost(f"{self.fence.lock}: too little of the lock is left to refresh")
         return min(MAX_SECONDS, left)
 

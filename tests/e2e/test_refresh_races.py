@@ -119,6 +119,7 @@ async def test_a_refresh_whose_lock_ran_out_writes_nothing(
     proxy: TokenProxy,
     broker_app: web.Application,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The lock expires while the provider answers and another replica takes it: the late
     answer is not written over whatever the new holder writes."""
@@ -160,6 +161,7 @@ async def test_a_refresh_whose_lock_ran_out_writes_nothing(
     assert await userinfo(oidc, token) == 200
     assert (await stored(broker_app, connection_id)).refresh_token != "canary-rt-9d41"
     assert oidc.token_requests("refresh_token") == 1
+    assert "lock_lost" in caplog.text and "canary" not in caplog.text
 
 
 async def test_a_runtime_looping_on_forced_refresh_reaches_the_provider_once(
