@@ -126,7 +126,7 @@ class RedisStore:
             raise ValueError("expect_version must be None or >= 0")
         names = [self._layout.record(key), self._layout.lock(fence.lock)]
         expect = "" if expect_version is None else str(expect_version)
-        args: list[bytes | str] = [value, expect, fence.owner, self._layout.changes_channel]
+        args: list[bytes | str] = [value, expect, "", self._layout.changes_channel, fence.owner]
         result = int(await self._run("put", lambda: self._put_fenced(keys=names, args=args)))
         if result == lua.LOCK_LOST:
             raise LockLost(f"{key}: the lock {fence.lock} is no longer held")

@@ -40,24 +40,17 @@ end
 return n
 """
 
-# KEYS[1] record, KEYS[2] its lock (same hash tag); ARGV[1] value; ARGV[2] expected version or
-# ''; ARGV[3] the lock owner's token; ARGV[4] changes channel. PUT of a durable record, done only
-# while the token still owns the lock (an expired lock reads as nil). Returns the new version,
-# LOCK_LOST (checked first) or CONFLICT.
-PUT_FENCED = """
-if redis.call('GET', KEYS[2]) ~= ARGV[3] then
+# KEYS[1] record, KEYS[2] its lock (same hash tag); ARGV[1..4] as PUT's; ARGV[5] the lock
+# owner's token. PUT, done only while the token still owns the lock (an expired lock reads as
+# nil). Returns the new version, LOCK_LOST (checked first) or CONFLICT.
+PUT_FENCED = (
+    """
+if redis.call('GET', KEYS[2]) ~= ARGV[5] then
   return -2
 end
-local cur = tonumber(redis.call('HGET', KEYS[1], 'n')) or 0
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= cur then
-  return -1
-end
-local n = cur + 1
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'n', n)
-redis.call('PERSIST', KEYS[1])
-redis.call('PUBLISH', ARGV[4], KEYS[1])
-return n
 """
+    + PUT
+)
 
 # KEYS[1] record; ARGV[1] expected version or '' (any); ARGV[2] changes channel.
 # Returns 1 deleted, 0 absent, or CONFLICT.
