@@ -65,8 +65,11 @@ class Settings(BaseSettings):
     idle_refresh_interval: int = Field(default=7 * 86_400, ge=0)
     """Seconds after which a refresh token with no expiring access token is exercised (0: never)."""
     refresh_lock_ttl: float = Field(default=15.0, ge=2.0, le=300.0)
-    """Seconds a refresh lock lives; a provider call gets at most 60% of it, so a live holder
-    always finishes (or gives up) before another replica may take over."""
+    """Seconds a refresh lock lives; a provider call gets what is left of it less a quarter
+    kept for the writes, and the token write is fenced by the lock (services.refresh_lock)."""
+    forced_refresh_interval: float = Field(default=10.0, ge=0, le=3600)
+    """Seconds after a forced refresh reached the provider during which forced refreshes of
+    the same connection do not (0: no limit)."""
     refresher: bool = True
     """Run the proactive background refresher in this process."""
     audit_retention: int = Field(default=30 * 86_400, ge=60)

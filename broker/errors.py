@@ -19,6 +19,8 @@
     ├── RevocationFailed                 502 revocation_failed
     ├── StoreUnavailable                 503 store_unavailable
     ├── RefreshTimeout                   503 refresh_timeout    (waited 10 s for a refresh)
+    ├── LockLost                         503 lock_lost          (a fenced write's lock ran out)
+    ├── RateLimited                      429 rate_limited       (carries `retry_after`)
     └── CryptoError                      500 crypto_error
         └── UnknownKey                   500 unknown_key        (names the missing key id)
 
@@ -142,6 +144,24 @@ class StoreUnavailable(BrokerError):
 class RefreshTimeout(BrokerError):
     code = "refresh_timeout"
     status = 503
+
+
+class LockLost(BrokerError):
+    """A fenced write (`Store.put_fenced`) found its lock expired or taken by another
+    owner: nothing was written."""
+
+    code = "lock_lost"
+    status = 503
+
+
+class RateLimited(BrokerError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        """Whole seconds until a retry can succeed (the `Retry-After` header)."""
+        super().__init__(message)
 
 
 class CryptoError(BrokerError):

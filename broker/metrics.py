@@ -243,3 +243,12 @@ def render(extra: Iterable[Counter | Histogram | Gauge | RequestMetrics] = ()) -
     for metric in (*PROCESS_METRICS, *extra):
         lines.extend(metric.lines())
     return "\n".join(lines) + "\n"
+
+
+TOKEN_REFRESHES_DROPPED = Counter(
+    "broker_token_refreshes_dropped_total",
+    "Refreshes whose result was not written, by connector and reason (lock_lost: the refresh "
+    "lock ran out first; superseded: a reconnect replaced the token that was spent).",
+    ("connector", "reason"),
+)
+PROCESS_METRICS += (TOKEN_REFRESHES_DROPPED,)

@@ -27,6 +27,7 @@ from broker.services import event_outbox, records
 from broker.services.context import Context
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
 from broker.store import keys
+from broker.store.base import Fence
 
 log = logging.getLogger("broker.events")
 
@@ -112,13 +113,17 @@ def add(ctx: Context, conn: Connection, type: str, data: Mapping[str, Any]) -> C
     return conn.model_copy(update={"outbox": [*conn.outbox, event], "last_event_id": event.id})
 
 
-async def save(ctx: Context, conn: Connection, expect_version: int | None) -> int:
+async def save(
+    ctx: Context, conn: Connection, expect_version: int | None, fence: Fence | None = None
+) -> int:
     """`records.save` of a connection, moving the events in its outbox into the log after
-    the write. Raises `VersionConflict` like `records.save` (nothing written, no event)."""
+    the write. Raises `VersionConflict` or `LockLost` like `records.save` (nothing written,
+    no event)."""
+    key = keys.connection(conn.id)
     if not conn.outbox:
-        return await records.save(ctx.store, keys.connection(conn.id), conn, expect_version)
+        return await records.save(ctx.store, key, conn, expect_version, fence)
     await event_outbox.arm(ctx, conn.id, conn.outbox)
-    version = await records.save(ctx.store, keys.connection(conn.id), conn, expect_version)
+    version = await records.save(ctx.store, key, conn, expect_version, fence)
     await _flush(ctx, conn.id)
     return version
 

@@ -244,6 +244,9 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
         await refresh.schedule_next(ctx, connection)
         return connection
     # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
+    # Not under the refresh lock: the new grant wins whenever it lands, and a refresh of the
+    # old one in flight drops its result on seeing another token (`refresh_outcome`), so
+    # the tenant's browser never waits on the old grant's provider call.
     for _ in range(connections.CAS_RETRIES):
         existing, version = await connections.get(ctx, record.connection_id)
         updated = existing.model_copy(

@@ -50,8 +50,12 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
     return bytes(body)
 
 
-async def send(ctx: Context, request: TokenRequest) -> ProviderResponse:
-    seconds = min(MAX_SECONDS, ctx.settings.refresh_lock_ttl * 0.6)
+async def send(
+    ctx: Context, request: TokenRequest, seconds: float = MAX_SECONDS
+) -> ProviderResponse:
+    """`seconds` bounds the whole exchange (at most `MAX_SECONDS`): a refresh passes what
+    its lock has left (`services.refresh_lock`)."""
+    seconds = min(MAX_SECONDS, seconds)
     timeout = aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds))
     sent_at = ctx.clock()
     try:
@@ -87,10 +91,11 @@ async def obtain_token(
     requested_scopes: Sequence[str],
     previous_refresh_token: str | None = None,
     redact: Sequence[str] = (),
+    seconds: float = MAX_SECONDS,
 ) -> StoredToken:
     """Send a token request (code exchange, refresh, client credentials) and parse the answer
     with the manifest's provider quirks; `redact` values never appear in an error."""
-    answer = await send(ctx, request)
+    answer = await send(ctx, request, seconds)
     tokens = parse_token_response(
         answer.status,
         answer.content_type,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.errors import InvalidRequest
 from broker.oauth import TokenSet
+from broker.store.base import Fence
 from broker.store.sealed import SealedStore
 
 ConnectionStatus = Literal["active", "needs_reauth", "revoked"]
@@ -79,6 +80,8 @@ class RefreshState(_Record):
     last_error_at: float | None = None
     failures: int = 0
     next_attempt_at: float | None = None
+    last_forced_at: float | None = None
+    """When a forced refresh last called the provider (`BROKER_FORCED_REFRESH_INTERVAL`)."""
 
 
 class SettingsVersion(_Record):
@@ -231,8 +234,18 @@ async def load_cached(store: SealedStore, key: str, model: type[R]) -> tuple[R, 
     return model.model_validate_json(raw), version
 
 
-async def save(store: SealedStore, key: str, record: BaseModel, expect_version: int | None) -> int:
-    return await store.put(key, record.model_dump_json().encode(), expect_version)
+async def save(
+    store: SealedStore,
+    key: str,
+    record: BaseModel,
+    expect_version: int | None,
+    fence: Fence | None = None,
+) -> int:
+    """CAS write; with `fence`, only while its lock is still held (`Store.put_fenced`)."""
+    value = record.model_dump_json().encode()
+    if fence is not None:
+        return await store.put_fenced(key, value, expect_version, fence)
+    return await store.put(key, value, expect_version)
 
 
 async def save_ttl(store: SealedStore, key: str, record: BaseModel, ttl: float) -> int:

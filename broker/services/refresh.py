@@ -1,31 +1,42 @@
 """Token refresh, single-flight per connection across every replica (DESIGN 5).
 
 The one that takes the refresh lock re-reads the record (someone may have refreshed already),
-calls the provider, writes with CAS (merging onto a newer record if an unrelated write won),
-and persists before releasing the lock. Everyone else polls the record for the new version
-(they never queue through the lock) and, if the lock holder dies, takes the lock over once it
-expires. Providers that rotate refresh tokens revoke the whole grant when an old one is
-reused, so a second refresh of the same token would be data loss: that is what this prevents.
+calls the provider within what is left of the lock, writes with CAS fenced by the lock
+(merging onto a newer record if an unrelated write won; `refresh_outcome`), and persists
+before releasing the lock. Everyone else polls the record for the new version (they never
+queue through the lock) and, if the lock holder dies, takes the lock over once it expires.
+Providers that rotate refresh tokens revoke the whole grant when an old one is reused, so a
+second refresh of the same token would be data loss: that is what this prevents.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 
 from broker import metrics, oauth
-from broker.errors import BrokerError, NeedsReauth, ProviderError, RefreshTimeout, VersionConflict
+from broker.errors import BrokerError, LockLost, RateLimited, RefreshTimeout
 from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connections, events, oauth_apps
+from broker.services import connections, oauth_apps, refresh_lock
 from broker.services.context import Context, InFlight
-from broker.services.provider_http import obtain_token
-from broker.services.records import Connection, RefreshState, StoredToken
+from broker.services.provider_http import MAX_SECONDS, obtain_token
+from broker.services.records import Connection, StoredToken
+from broker.services.refresh_lock import HeldLock
+from broker.services.refresh_outcome import (
+    check_usable,
+    dropped,
+    is_valid,
+    needs_reauth,
+    old_or_fail,
+    record_failure,
+    write_token,
+)
 from broker.store import keys
 
 WAIT_DEADLINE = 10.0
 POLL_INTERVAL = (0.02, 0.06)
-BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
 
 
 def effective_margin(token: StoredToken, wanted: float) -> float:
@@ -42,15 +53,6 @@ def is_fresh(token: StoredToken | None, min_ttl: float, now: float) -> bool:
     if token.expires_at is None:
         return True
     return token.expires_at - now > effective_margin(token, min_ttl)
-
-
-def is_valid(token: StoredToken | None, now: float) -> bool:
-    return token is not None and (token.expires_at is None or token.expires_at > now)
-
-
-def check_usable(conn: Connection) -> None:
-    if conn.status != "active":
-        raise NeedsReauth(f"connection {conn.id} is {conn.status}: the tenant must reconnect")
 
 
 async def ensure_fresh(
@@ -73,6 +75,8 @@ async def ensure_fresh(
     if not force and _backing_off(conn, started) and is_valid(conn.token, started):
         assert conn.token is not None
         return conn.token
+    if force and (recent := _forced_recently(ctx, conn, started)) is not None:
+        return recent
     # One refresh per connection per process: every caller here shares it, so a stampede
     # costs one lock attempt and one poller per replica, not one per caller.
     shared = ctx.inflight.get(connection_id)
@@ -103,17 +107,16 @@ def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToke
 async def _across_replicas(
     ctx: Context, connection_id: str, version: int, *, min_ttl: float, force: bool, started: float
 ) -> StoredToken:
-    lock = keys.refresh_lock(connection_id)
     key = keys.connection(connection_id)
     while True:
-        owner = await ctx.store.acquire(lock, ctx.settings.refresh_lock_ttl)
-        if owner is not None:
-            try:
-                return await refresh_locked(
-                    ctx, connection_id, min_ttl=min_ttl, force=force, since=started
-                )
-            finally:
-                await ctx.store.release(lock, owner)
+        try:
+            async with refresh_lock.holding(ctx, connection_id) as held:
+                if held is not None:
+                    return await refresh_locked(
+                        ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
+                    )
+        except LockLost:
+            pass  # whoever holds the lock now writes its own result: wait for it like anyone
         # another replica holds the lock: wait for its write, woken by the change feed where
         # the store has one, else at the next poll
         await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
@@ -128,7 +131,7 @@ async def _across_replicas(
             ):
                 return conn.token
             if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
-                return _old_or_fail(conn, now)
+                return old_or_fail(conn, now)
         if now - started > WAIT_DEADLINE:
             raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
 
@@ -136,17 +139,21 @@ async def _across_replicas(
 async def refresh_locked(
     ctx: Context,
     connection_id: str,
+    held: HeldLock,
     *,
     min_ttl: float,
     force: bool,
     since: float,
     proactive: bool = False,
 ) -> StoredToken:
-    """Call only while holding the connection's refresh lock."""
-    conn, version = await connections.get(ctx, connection_id)
+    """Call only while holding the connection's refresh lock (`held`). `LockLost` when the
+    lock ran out before the token was written: nothing was written."""
+    conn, _ = await connections.get(ctx, connection_id)
     check_usable(conn)
     now = ctx.clock()
     token = conn.token
+    if force and (recent := _forced_recently(ctx, conn, now)) is not None:
+        return recent  # another replica's forced refresh, or this one's a moment ago
     if token is not None:
         if force and token.obtained_at >= since:
             return token  # refreshed while we were waiting for the lock
@@ -164,28 +171,50 @@ async def refresh_locked(
     if config.type != "client_credentials" and (token is None or token.refresh_token is None):
         if is_valid(token, now) and token is not None:
             return token
-        await _mark_needs_reauth(ctx, conn, version, "no refresh token")
-        raise NeedsReauth(f"connection {conn.id} has no refresh token: the tenant must reconnect")
+        message = f"connection {conn.id} has no refresh token: the tenant must reconnect"
+        return await needs_reauth(ctx, conn, "no refresh token", message)
+    seconds = held.provider_seconds()
+    forced_at = ctx.clock() if force else None
     started = time.perf_counter()
     try:
-        fresh = await request_token(ctx, manifest, config, conn)
+        fresh = await request_token(ctx, manifest, config, conn, seconds=seconds)
     except oauth.InvalidGrant:
         _count_refresh(manifest.key, "invalid_grant", started)
-        current, current_version = await connections.get(ctx, connection_id)
-        if current_version != version and current.token is not None and current.status == "active":
-            return current.token  # someone else refreshed after all (our lock had lapsed)
-        await _mark_needs_reauth(ctx, current, current_version, "invalid_grant")
-        raise NeedsReauth(
-            f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
-        ) from None
+        message = f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
+        return await needs_reauth(ctx, conn, "invalid_grant", message)
     except oauth.OAuthError as exc:
         _count_refresh(manifest.key, _outcome(exc), started)
-        failed = await _record_failure(ctx, connection_id, exc)
-        return _old_or_fail(failed, ctx.clock())
+        failed = await record_failure(ctx, conn, exc, forced_at)
+        return old_or_fail(failed, ctx.clock())
     _count_refresh(manifest.key, "ok", started)
-    updated = await _write_token(ctx, connection_id, fresh)
+    try:
+        updated, written = await write_token(ctx, held, conn, fresh, forced_at)
+    except LockLost:
+        dropped(manifest.key, "lock_lost", connection_id)
+        raise
+    if not written:
+        dropped(manifest.key, "superseded", connection_id)
+        check_usable(updated)
+        return old_or_fail(updated, ctx.clock())
     await schedule_next(ctx, updated)
     return fresh
+
+
+def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken | None:
+    """Within `BROKER_FORCED_REFRESH_INTERVAL` of a forced refresh that reached the provider,
+    another one does not (a runtime looping on 401s would hammer it): it gets the current
+    token while that is valid, else `RateLimited`. None outside that window."""
+    last = conn.refresh.last_forced_at
+    until = None if last is None else last + ctx.settings.forced_refresh_interval
+    if until is None or now >= until:
+        return None
+    if conn.token is not None and is_valid(conn.token, now):
+        return conn.token
+    raise RateLimited(
+        f"the token of {conn.id} was force-refreshed moments ago and has expired since; "
+        "retry after the Retry-After seconds",
+        retry_after=max(1, math.ceil(until - now)),
+    )
 
 
 # RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
@@ -207,7 +236,12 @@ def _count_refresh(connector: str, outcome: str, started: float) -> None:
 
 
 async def request_token(
-    ctx: Context, manifest: Manifest, config: OAuthConfig, conn: Connection
+    ctx: Context,
+    manifest: Manifest,
+    config: OAuthConfig,
+    conn: Connection,
+    *,
+    seconds: float = MAX_SECONDS,
 ) -> StoredToken:
     app = await oauth_apps.resolve(ctx, config.client.credential_key, conn.tenant_id)
     url = fill_template(
@@ -244,105 +278,13 @@ async def request_token(
         previous_refresh_token=previous,
         requested_scopes=conn.token.scopes if conn.token else config.scopes,
         redact=[previous] if previous else [],
-    )
-
-
-async def _write_token(ctx: Context, connection_id: str, token: StoredToken) -> Connection:
-    """Persist a new token onto the newest record: an unrelated write (settings) that won the
-    race is kept, and the token - which no one else may write while we hold the lock - too."""
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, connection_id)
-        now = ctx.clock()
-        updated = conn.model_copy(
-            update={
-                "token": token,
-                "refresh": RefreshState(last_refresh_at=now),
-                "updated_at": now,
-            }
-        )
-        if conn.refresh.failures:
-            updated = events.add(
-                ctx,
-                updated,
-                "connection.recovered",
-                {"failures": conn.refresh.failures, "last_error": conn.refresh.last_error},
-            )
-        try:
-            await events.save(ctx, updated, version)
-            return updated
-        except VersionConflict:
-            continue
-    raise VersionConflict(f"could not persist the refreshed token of {connection_id}")
-
-
-async def _record_failure(ctx: Context, connection_id: str, exc: oauth.OAuthError) -> Connection:
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, connection_id)
-        now = ctx.clock()
-        failures = conn.refresh.failures + 1
-        delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-        refresh = conn.refresh.model_copy(
-            update={
-                "last_error": exc.error
-                or (f"http_{exc.provider_status}" if exc.provider_status else exc.code),
-                "last_error_at": now,
-                "failures": failures,
-                "next_attempt_at": now + delay,
-            }
-        )
-        updated = conn.model_copy(update={"refresh": refresh, "updated_at": now})
-        if failures == 1:  # the first of a streak; `connection.recovered` ends it
-            updated = events.add(
-                ctx,
-                updated,
-                "connection.refresh_failed",
-                {"status": conn.status, "error": refresh.last_error, "failures": failures},
-            )
-        try:
-            await events.save(ctx, updated, version)
-        except VersionConflict:
-            continue
-        await ctx.store.schedule(keys.connection(connection_id), now + delay)
-        return updated
-    raise VersionConflict(f"could not record the refresh failure of {connection_id}")
-
-
-async def _mark_needs_reauth(ctx: Context, conn: Connection, version: int, reason: str) -> None:
-    now = ctx.clock()
-    refresh = conn.refresh.model_copy(update={"last_error": reason, "last_error_at": now})
-    updated = conn.model_copy(
-        update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
-    )
-    updated = events.add(
-        ctx, updated, "connection.needs_reauth", {"status": "needs_reauth", "error": reason}
-    )
-    try:
-        await events.save(ctx, updated, version)
-    except VersionConflict:
-        return  # a newer write (a reconnect, say) decides the status
-    await ctx.store.unschedule(keys.connection(conn.id))
-    ctx.audit.record(
-        actor="broker",
-        action="connection.needs_reauth",
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        outcome=reason,
+        seconds=seconds,
     )
 
 
 def _backing_off(conn: Connection, now: float) -> bool:
     at = conn.refresh.next_attempt_at
     return at is not None and at > now
-
-
-def _old_or_fail(conn: Connection, now: float) -> StoredToken:
-    """After a transient failure: keep serving the old token while it is valid (DESIGN 5)."""
-    if conn.token is not None and is_valid(conn.token, now):
-        return conn.token
-    raise ProviderError(
-        f"the provider failed to refresh the token of {conn.id} ({conn.refresh.last_error}) "
-        "and the old one has expired"
-    )
 
 
 PROACTIVE_LEAD = 60.0

@@ -14,7 +14,7 @@ import logging
 
 from broker import metrics
 from broker.errors import NotFound
-from broker.services import connections, refresh
+from broker.services import connections, refresh, refresh_lock
 from broker.services.context import Context
 from broker.services.polling import poll_forever
 from broker.store import keys
@@ -65,19 +65,16 @@ class Refresher:
         ):
             await refresh.schedule_next(ctx, conn)  # stale index entry: put it where it belongs
             return
-        lock = keys.refresh_lock(connection_id)
-        owner = await ctx.store.acquire(lock, ctx.settings.refresh_lock_ttl)
-        if owner is None:
-            return  # another replica (or an on-demand caller) is refreshing it
-        try:
+        async with refresh_lock.holding(ctx, connection_id) as held:
+            if held is None:
+                return  # another replica (or an on-demand caller) is refreshing it
             await refresh.refresh_locked(
                 ctx,
                 connection_id,
+                held,
                 min_ttl=ctx.settings.refresh_margin,
                 force=False,
                 since=ctx.clock(),
                 proactive=True,
             )
             self.refreshed += 1
-        finally:
-            await ctx.store.release(lock, owner)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
+from broker.store import keys
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -36,6 +38,22 @@ class ScanPage:
 
 PutItem: TypeAlias = tuple[str, bytes, int | None]
 """One `put_many` write: (key, value, expect_version), with `put`'s meaning of the version."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A lock that a write needs its writer to still own (`Store.put_fenced`)."""
+
+    lock: str
+    owner: str
+    """The owner token `acquire` returned."""
+
+
+def check_fence(key: str, fence: Fence) -> None:
+    """A fence and its record share a hash tag (a Redis script can then read both on one
+    shard); anything else is a programming error."""
+    if keys.record_id(fence.lock) != keys.record_id(key):
+        raise ValueError("a fencing lock must belong to the record it fences")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,14 @@ class Store(Protocol):
         `expect_version=None` writes blindly; `0` creates only (conflict if the key exists);
         `n > 0` writes only if the current version is `n`. A put clears any TTL on the key.
         """
+
+    async def put_fenced(
+        self, key: str, value: bytes, expect_version: int | None, fence: Fence
+    ) -> int:
+        """`put`, done only while `fence.owner` still owns the lock `fence.lock`, checked in
+        the same atomic step as the version: a holder whose lock ran out (or was taken over)
+        cannot write over its successor. Raises `LockLost` (checked first; nothing written)
+        or `VersionConflict`. The lock must share the key's hash tag (`check_fence`)."""
 
     async def put_many(
         self, items: Sequence[PutItem], *, keep_ttl: bool = False

@@ -24,9 +24,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisError
 
 from broker import metrics
-from broker.errors import StoreUnavailable, VersionConflict
+from broker.errors import LockLost, StoreUnavailable, VersionConflict
 from broker.store import redis_scripts as lua
-from broker.store.base import DueItem, PutItem, ScanPage, check_index
+from broker.store.base import DueItem, Fence, PutItem, ScanPage, check_fence, check_index
 from broker.store.redis_connect import Client, connect
 from broker.store.redis_layout import DUE_PARTITIONS, Layout
 from broker.store.redis_scan import scan_page
@@ -61,6 +61,7 @@ class RedisStore:
         # node's pool is full, so a burst waits here instead, inside the call's deadline.
         self._slots = asyncio.Semaphore(max_connections)
         self._put = client.register_script(lua.PUT)
+        self._put_fenced = client.register_script(lua.PUT_FENCED)
         self._cas_delete = client.register_script(lua.CAS_DELETE)
         self._take = client.register_script(lua.TAKE)
         self._release = client.register_script(lua.RELEASE)
@@ -120,6 +121,22 @@ class RedisStore:
             raise ValueError("expect_version must be None or >= 0")
         expect = "" if expect_version is None else str(expect_version)
         return await self._write("put", key, value, expect, "")
+
+    async def put_fenced(
+        self, key: str, value: bytes, expect_version: int | None, fence: Fence
+    ) -> int:
+        check_fence(key, fence)
+        if expect_version is not None and expect_version < 0:
+            raise ValueError("expect_version must be None or >= 0")
+        names = [self._layout.record(key), self._layout.lock(fence.lock)]
+        expect = "" if expect_version is None else str(expect_version)
+        args: list[bytes | str] = [value, expect, "", self._layout.changes_channel, fence.owner]
+        result = int(await self._run("put", lambda: self._put_fenced(keys=names, args=args)))
+        if result == lua.LOCK_LOST:
+            raise LockLost(f"{key}: the lock {fence.lock} is no longer held")
+        if result == lua.CONFLICT:
+            raise VersionConflict(f"{key}: expected version {expect}")
+        return result
 
     async def put_ttl(self, key: str, value: bytes, ttl: float) -> int:
         return await self._write("put_ttl", key, value, "", str(_ms(ttl)))

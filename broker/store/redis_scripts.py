@@ -1,7 +1,8 @@
 """Lua for the Redis store's read-modify-write operations.
 
-Each script touches exactly one key, so it runs unchanged on a Cluster (no CROSSSLOT) and is
-atomic without WATCH/MULTI: a script runs to completion before any other command on its shard.
+Each script touches one key, or (PUT_FENCED) a record and its lock, which share a hash tag and
+so a slot: it runs unchanged on a Cluster (no CROSSSLOT) and is atomic without WATCH/MULTI, as
+a script runs to completion before any other command on its shard.
 A record is a hash {v: value bytes, n: version}; a missing key reads as version 0.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 CONFLICT = -1
 """Returned by PUT and CAS_DELETE when the expected version does not match (versions are >= 0)."""
+LOCK_LOST = -2
+"""Returned by PUT_FENCED when the fencing lock is gone or has another owner."""
 
 KEEP_TTL = "keep"
 """PUT's ttl argument meaning "leave the key's expiry as it is" (HSET never touches it)."""
@@ -36,6 +39,18 @@ else
 end
 return n
 """
+
+# KEYS[1] record, KEYS[2] its lock (same hash tag); ARGV[1..4] as PUT's; ARGV[5] the lock
+# owner's token. PUT, done only while the token still owns the lock (an expired lock reads as
+# nil). Returns the new version, LOCK_LOST (checked first) or CONFLICT.
+PUT_FENCED = (
+    """
+if redis.call('GET', KEYS[2]) ~= ARGV[5] then
+  return -2
+end
+"""
+    + PUT
+)
 
 # KEYS[1] record; ARGV[1] expected version or '' (any); ARGV[2] changes channel.
 # Returns 1 deleted, 0 absent, or CONFLICT.

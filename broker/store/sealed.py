@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from broker.crypto import Keyring, needs_rewrap, open_sealed, seal
-from broker.store.base import DueItem, Entry, PutItem, ScanPage, Store
+from broker.store.base import DueItem, Entry, Fence, PutItem, ScanPage, Store
 from broker.store.cache import RecordCache
 
 KeyringProvider = Callable[[], Keyring]
@@ -89,6 +89,14 @@ class SealedStore:
     async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
         try:
             return await self._inner.put(key, self.seal(key, value), expect_version)
+        finally:
+            self._evict(key)
+
+    async def put_fenced(
+        self, key: str, value: bytes, expect_version: int | None, fence: Fence
+    ) -> int:
+        try:
+            return await self._inner.put_fenced(key, self.seal(key, value), expect_version, fence)
         finally:
             self._evict(key)
 

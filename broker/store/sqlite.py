@@ -5,9 +5,9 @@ Safe for many asyncio tasks and several processes on one machine:
 - sqlite3 connections are not thread-safe, so each store owns one connection used only by
   one dedicated worker thread; every call is a job on that thread, off the event loop.
 - Cross-process safety comes from SQLite's own file locking: each read-modify-write (CAS put,
-  put_ttl, delete, acquire) runs inside `BEGIN IMMEDIATE`, which takes the write lock before
-  the read, so two processes can never both pass the same version check. Waiting for the lock
-  is bounded by `busy_timeout`; past it the call raises `StoreUnavailable`.
+  fenced put, put_ttl, delete, acquire) runs inside `BEGIN IMMEDIATE`, which takes the write
+  lock before the read, so two processes can never both pass the same version check. Waiting
+  for the lock is bounded by `busy_timeout`; past it the call raises `StoreUnavailable`.
 - Single statements (take, release, schedule) are atomic on their own.
 - Expiry is a column checked on every read; expired rows are invisible and each write that
   creates an expiring row deletes a few expired ones, so garbage never outgrows the live set.
@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Literal, TypeVar
 
-from broker.errors import StoreUnavailable, VersionConflict
-from broker.store.base import DueItem, Entry, PutItem, ScanPage, check_index
+from broker.errors import LockLost, StoreUnavailable, VersionConflict
+from broker.store.base import DueItem, Entry, Fence, PutItem, ScanPage, check_fence, check_index
 
 _T = TypeVar("_T")
 
@@ -68,6 +68,7 @@ _LIVE_VERSION = "SELECT version FROM kv WHERE key = ? AND (expires_at IS NULL OR
 _LIVE_ROW = (
     "SELECT version, expires_at FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 )
+_LIVE_LOCK = "SELECT token FROM locks WHERE key = ? AND expires_at > ?"
 _WRITE = "INSERT OR REPLACE INTO kv (key, value, version, expires_at) VALUES (?, ?, ?, ?)"
 _PURGE_KV = (
     "DELETE FROM kv WHERE key IN "
@@ -166,6 +167,24 @@ class SqliteStore:
     async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
             with _write_transaction(conn):
+                current = _live_version(conn, key)
+                _check(key, expect_version, current)
+                conn.execute(_WRITE, (key, value, current + 1, None))
+            return current + 1
+
+        return await self._run(op)
+
+    async def put_fenced(
+        self, key: str, value: bytes, expect_version: int | None, fence: Fence
+    ) -> int:
+        check_fence(key, fence)
+
+        def op(conn: sqlite3.Connection) -> int:
+            # one transaction: the lock cannot change hands between this check and the write
+            with _write_transaction(conn):
+                owner = conn.execute(_LIVE_LOCK, (fence.lock, time.time())).fetchone()
+                if owner is None or owner[0] != fence.owner:
+                    raise LockLost(f"{key}: the lock {fence.lock} is no longer held")
                 current = _live_version(conn, key)
                 _check(key, expect_version, current)
                 conn.execute(_WRITE, (key, value, current + 1, None))

@@ -453,9 +453,14 @@ def runtime() -> Paths:
         "post",
         "/v1/runtime/oauth/refresh",
         "forceRefresh",
-        "Refresh now (the provider said 401)",
+        "Refresh now (the provider said 401); within BROKER_FORCED_REFRESH_INTERVAL of the "
+        "last forced call to the provider, the current token while it is valid",
         token,
-        refresh_errors,
+        {
+            **refresh_errors,
+            429: "`rate_limited`: forced moments ago and expired since; retry after "
+            "`Retry-After` seconds (or read the token, which refreshes it)",
+        },
     )
     return api
 

@@ -10,7 +10,8 @@ import pytest
 from broker.crypto import Keyring, key_id_of
 from broker.errors import CryptoError, UnknownKey, VersionConflict
 from broker.store import keys
-from broker.store.base import Store
+from broker.store.base import Fence, Store
+from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.store.sqlite import SqliteStore
 
@@ -61,6 +62,21 @@ async def test_round_trip_and_nothing_plain_in_the_store(
     await sealed.close()
     for path in tmp_path.iterdir():
         assert CANARY not in path.read_bytes(), path.name
+
+
+async def test_a_fenced_put_is_sealed_and_evicts_the_cached_record(
+    sealed: SealedStore, provider: Provider
+) -> None:
+    cached = SealedStore(sealed.inner, provider, RecordCache(sealed.inner.get, ttl=60))
+    await cached.put(KEY_A, b"before")
+    assert await cached.get_cached(KEY_A) == (b"before", 1)
+    lock = keys.refresh_lock(keys.record_id(KEY_A))
+    owner = await cached.acquire(lock, 30)
+    assert owner is not None
+    assert await cached.put_fenced(KEY_A, CANARY, 1, Fence(lock, owner)) == 2
+    raw = await sealed.inner.get(KEY_A)
+    assert raw is not None and CANARY not in raw[0]
+    assert await cached.get_cached(KEY_A) == (CANARY, 2)
 
 
 async def test_missing_key(sealed: SealedStore) -> None:

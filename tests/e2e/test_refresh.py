@@ -77,18 +77,26 @@ class TokenProxy:
         self.upstream = upstream
         self.failing = False
         self.held: asyncio.Event | None = None
-        """While set to an unset event, token requests wait for it (`reached` tells one came)."""
+        """While set to an unset event, refresh requests wait for it (`reached` tells one
+        came); code exchanges pass."""
         self.reached = asyncio.Event()
+        self.canned: dict[str, Any] | None = None
+        """Answered (once) to a refresh instead of forwarding it: the peer never sees it."""
         self.app = web.Application()
         self.app.router.add_post("/token", self.token)
 
     async def token(self, request: web.Request) -> web.Response:
-        self.reached.set()
-        if self.held is not None:
-            await self.held.wait()
+        body = await request.read()
+        if b"grant_type=refresh_token" in body:
+            self.reached.set()
+            if self.held is not None:
+                await self.held.wait()
+            if self.canned is not None:
+                canned, self.canned = self.canned, None
+                return web.json_response(canned)
         if self.failing:
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
-        return await forward(request, self.upstream, await request.read())
+        return await forward(request, self.upstream, body)
 
 
 @pytest.fixture
@@ -294,7 +302,9 @@ async def test_revoked_grant_needs_reauth_then_reconnects(
     assert reconnected[1] == {"status": "active", "previous_status": "needs_reauth"}
 
 
-async def revoke_grant(oidc: OidcPeer, app: web.Application, connection_id: str) -> None:
+async def revoke_grant(
+    oidc: OidcPeer, app: web.Application, connection_id: str, client_id: str = "rot-client"
+) -> None:
     """Revoke the grant at the provider, as a user removing the app would."""
     raw = await app[CONTEXT].store.get(keys.connection(connection_id))
     assert raw is not None
@@ -305,7 +315,7 @@ async def revoke_grant(oidc: OidcPeer, app: web.Application, connection_id: str)
         session.post(
             oidc.revocation_endpoint,
             data={"token": token.refresh_token, "token_type_hint": "refresh_token"},
-            headers={"Authorization": basic_authorization_header("rot-client", TRICKY_SECRET)},
+            headers={"Authorization": basic_authorization_header(client_id, TRICKY_SECRET)},
         ) as resp,
     ):
         assert resp.status == 200

@@ -21,9 +21,9 @@ from typing import ClassVar
 
 import pytest
 
-from broker.errors import VersionConflict
+from broker.errors import LockLost, VersionConflict
 from broker.store import keys
-from broker.store.base import Entry, Store
+from broker.store.base import Entry, Fence, Store
 
 # Short enough to keep the suite fast, long enough that a loaded CI box does not expire a key
 # between the write and the first read.
@@ -295,6 +295,65 @@ class StoreConformance:
         a, b = keys.refresh_lock(f"conn_{uid()}"), keys.refresh_lock(f"conn_{uid()}")
         assert await store.acquire(a, 30) is not None
         assert await store.acquire(b, 30) is not None
+
+    async def test_fenced_put_writes_while_its_owner_holds_the_lock(self, store: Store) -> None:
+        conn = f"conn_{uid()}"
+        key, lock = keys.connection(conn), keys.refresh_lock(conn)
+        await store.put(key, b"v1")
+        owner = await store.acquire(lock, 30)
+        assert owner is not None
+        fence = Fence(lock, owner)
+        assert await store.put_fenced(key, b"v2", 1, fence) == 2
+        assert await store.get(key) == (b"v2", 2)
+        with pytest.raises(VersionConflict):
+            await store.put_fenced(key, b"stale", 1, fence)
+        assert await store.put_fenced(key, b"v3", None, fence) == 3
+        fresh = keys.connection(f"conn_{uid()}")
+        fresh_lock = keys.refresh_lock(keys.record_id(fresh))
+        fresh_owner = await store.acquire(fresh_lock, 30)
+        assert fresh_owner is not None
+        assert await store.put_fenced(fresh, b"new", 0, Fence(fresh_lock, fresh_owner)) == 1
+        # the write leaves the lock as it was: still held, released by its owner
+        assert await store.acquire(lock, 30) is None
+        assert await store.release(lock, owner) is True
+        assert await store.get(key) == (b"v3", 3)
+
+    async def test_fenced_put_is_refused_to_anyone_but_the_owner(self, store: Store) -> None:
+        conn = f"conn_{uid()}"
+        key, lock = keys.connection(conn), keys.refresh_lock(conn)
+        await store.put(key, b"v1")
+        with pytest.raises(LockLost):  # a lock nobody took
+            await store.put_fenced(key, b"x", 1, Fence(lock, "nobody"))
+        owner = await store.acquire(lock, 30)
+        assert owner is not None
+        with pytest.raises(LockLost):
+            await store.put_fenced(key, b"x", 1, Fence(lock, "not-the-owner"))
+        with pytest.raises(LockLost):  # the lock is checked before the version
+            await store.put_fenced(key, b"x", 7, Fence(lock, "not-the-owner"))
+        assert await store.get(key) == (b"v1", 1)
+
+    async def test_fenced_put_is_refused_once_the_lock_expired(self, store: Store) -> None:
+        conn = f"conn_{uid()}"
+        key, lock = keys.connection(conn), keys.refresh_lock(conn)
+        await store.put(key, b"v1")
+        first = await store.acquire(lock, TTL)
+        assert first is not None
+        await asyncio.sleep(PAST_TTL)
+        with pytest.raises(LockLost):  # expired, nobody took it over yet
+            await store.put_fenced(key, b"late", 1, Fence(lock, first))
+        second = await store.acquire(lock, 30)
+        assert second is not None
+        with pytest.raises(LockLost):  # and now another holder has it
+            await store.put_fenced(key, b"late", 1, Fence(lock, first))
+        assert await store.get(key) == (b"v1", 1)
+        assert await store.put_fenced(key, b"v2", 1, Fence(lock, second)) == 2
+
+    async def test_fenced_put_takes_only_the_lock_beside_its_record(self, store: Store) -> None:
+        key = keys.connection(f"conn_{uid()}")
+        other = keys.refresh_lock(f"conn_{uid()}")
+        with pytest.raises(ValueError, match="fencing lock"):
+            await store.put_fenced(key, b"x", None, Fence(other, "t"))
+        assert await store.get(key) is None
 
     async def test_scan_pages_over_many_keys_exactly_once(self, store: Store) -> None:
         run = uid()

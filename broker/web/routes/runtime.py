@@ -8,9 +8,10 @@ from aiohttp import web
 from pydantic_core import to_json
 
 from broker.crypto.runtime_tokens import RuntimeGrant, create_runtime_token
-from broker.errors import InvalidRequest
+from broker.errors import InvalidRequest, RateLimited
 from broker.services import connections, runtime_access
 from broker.services.records import StoredToken, check_tenant_id
+from broker.web.middlewares import error_body
 from broker.web.state import CONTEXT, GRANT, KEYRING
 from broker.web.views import iso, read_json
 
@@ -110,9 +111,14 @@ async def access_token(request: web.Request) -> web.Response:
 
 @routes.post("/v1/runtime/oauth/refresh")
 async def force_refresh(request: web.Request) -> web.Response:
-    token = await runtime_access.access_token(
-        request.app[CONTEXT], _grant(request), min_ttl=None, force=True
-    )
+    try:
+        token = await runtime_access.access_token(
+            request.app[CONTEXT], _grant(request), min_ttl=None, force=True
+        )
+    except RateLimited as exc:
+        limited = error_body(exc.code, str(exc), exc.status)
+        limited.headers["Retry-After"] = str(exc.retry_after)
+        return limited
     return web.json_response(_token_view(token))
 
 
