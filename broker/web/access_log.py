@@ -8,7 +8,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from broker.web.middlewares import is_runtime_path, loggable_path
+from broker.web.request_guard import is_runtime_path, loggable_path
 
 
 class AccessLogger(AbstractAccessLogger):

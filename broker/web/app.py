@@ -26,7 +26,7 @@ from broker.store import open_store
 from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
-from broker.web import middlewares
+from broker.web import request_guard
 from broker.web.routes import (
     connect,
     connections,
@@ -52,7 +52,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     """
     if settings.keyring_file is None:
         raise ConfigError("BROKER_KEYRING_FILE is not set")
-    app = web.Application(client_max_size=middlewares.MAX_BODY_BYTES)
+    app = web.Application(client_max_size=request_guard.MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[ADMIN_TOKENS] = AdminTokens(
@@ -75,18 +75,20 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         app.add_routes([_handled(route) for route in module.routes])
     app.router.add_route(
         "*",
-        middlewares.UNMATCHED_PATH,
-        middlewares.handled(middlewares.unmatched),
-        name=middlewares.UNMATCHED,
+        request_guard.UNMATCHED_PATH,
+        request_guard.handled(request_guard.unmatched),
+        name=request_guard.UNMATCHED,
     )
     return app
 
 
 def _handled(route: web.AbstractRouteDef) -> web.RouteDef:
-    """The route with its handler behind `middlewares.handle`; registered as given (a GET
+    """The route with its handler behind `request_guard.handle`; registered as given (a GET
     route answers HEAD too)."""
     assert isinstance(route, web.RouteDef)
-    return web.RouteDef(route.method, route.path, middlewares.handled(route.handler), route.kwargs)
+    return web.RouteDef(
+        route.method, route.path, request_guard.handled(route.handler), route.kwargs
+    )
 
 
 KEYRING_POLL = 2.0

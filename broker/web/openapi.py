@@ -5,7 +5,7 @@ operations follow the route modules one function each; the building blocks, shar
 and the rules every operation gets (security by path, 401, 413, 503) are in
 `broker.web.openapi_parts`. `tests/web/test_openapi.py` keeps the document true to the code:
 the documented (method, path) pairs equal the router's, security follows
-`middlewares.is_admin_path`, bounds follow the route constants, and real responses validate
+`request_guard.is_admin_path`, bounds follow the route constants, and real responses validate
 against the documented schemas.
 """
 

@@ -15,7 +15,7 @@ from broker.manifest import KEY_PATTERN, WEBHOOK_SCHEMES, AuthMode, Manifest, OA
 from broker.manifest.settings_schema import REDACTED, SECRET
 from broker.services import events
 from broker.services.records import CONNECTION_ID, TENANT_ID, ConnectionStatus
-from broker.web.middlewares import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path, is_runtime_path
+from broker.web.request_guard import BROWSER_PATHS, MAX_BODY_BYTES, is_admin_path, is_runtime_path
 
 Schema = dict[str, Any]
 

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker.config import Settings
 from broker.web.app import create_app
-from broker.web.middlewares import is_admin_path
+from broker.web.request_guard import is_admin_path
 from tests.helpers import admin
 from tests.store.redis_servers import RedisServer, free_port
 

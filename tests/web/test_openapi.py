@@ -15,9 +15,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from broker.config import Settings
-from broker.web import middlewares, openapi
+from broker.web import openapi, request_guard
 from broker.web.app import create_app
-from broker.web.middlewares import is_admin_path
+from broker.web.request_guard import is_admin_path
 from broker.web.routes import events as events_route
 from broker.web.routes import runtime as runtime_route
 from tests.helpers import admin
@@ -104,7 +104,7 @@ async def test_every_route_is_documented_and_nothing_else(client: Client) -> Non
         for route in client.app.router.routes()
         if route.resource is not None
         and route.method != "HEAD"
-        and route.resource.name != middlewares.UNMATCHED  # answers 404/405 only
+        and route.resource.name != request_guard.UNMATCHED  # answers 404/405 only
     }
     documented = {(method, path) for method, path, _ in operations(document)}
     assert registered == documented
@@ -146,7 +146,7 @@ async def test_every_fallible_operation_documents_a_json_client_error(client: Cl
             continue
         assert client_errors, (method, path)
         for status, content in client_errors.items():
-            if path.startswith(middlewares.BROWSER_PATHS):
+            if path.startswith(request_guard.BROWSER_PATHS):
                 assert list(content) == ["text/html"], (method, path, status)
             elif path != "/v1/webhooks/verify":  # its 400 and 401 also say `valid: false`
                 assert content["application/json"]["schema"] == {"$ref": ERROR_REF}
@@ -155,7 +155,7 @@ async def test_every_fallible_operation_documents_a_json_client_error(client: Cl
 async def test_a_browser_route_answers_a_page_where_an_api_route_answers_json(
     client: Client,
 ) -> None:
-    big = b"x" * (middlewares.MAX_BODY_BYTES + 1)
+    big = b"x" * (request_guard.MAX_BODY_BYTES + 1)
     page = await client.post("/connect/some-token", data=big)
     assert page.status == 413 and page.content_type == "text/html"
     assert "payload_too_large" in await page.text()

@@ -14,7 +14,7 @@ from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.web.pages import error_page, settings_form
 from broker.web.state import CONTEXT
-from broker.web.views import iso, read_form, read_json
+from broker.web.wire import iso, read_form, read_json
 
 routes = web.RouteTableDef()
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from broker.errors import InvalidRequest
 from broker.services import connections, settings_versions
 from broker.web.state import CONTEXT
-from broker.web.views import connection_view, iso, read_json
+from broker.web.wire import connection_view, iso, read_json
 
 routes = web.RouteTableDef()
 

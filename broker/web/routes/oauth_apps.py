@@ -7,7 +7,7 @@ from aiohttp import web
 from broker.services import oauth_apps
 from broker.services.records import OAuthApp
 from broker.web.state import CONTEXT
-from broker.web.views import iso, read_json
+from broker.web.wire import iso, read_json
 
 routes = web.RouteTableDef()
 

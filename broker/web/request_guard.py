@@ -1,10 +1,10 @@
-"""Cross-cutting request handling: body limit, authentication by path, JSON errors, metrics.
+"""The per-route request guard: body limit, authentication by path, JSON errors, metrics.
 
 Every route's handler is wrapped by `handled` when the app is built, and one catch-all route
 (`UNMATCHED`) answers paths and methods no route has, so every request, routed or not, goes
 through `handle`. This is an aiohttp middleware in all but the mechanism: aiohttp's chain
-(a partial per request plus its own `_fix_request_current_app` layer) cost 3-4 % of a
-runtime read in instructions, for nothing a per-route wrapper does not do."""
+(a partial per request plus its own `_fix_request_current_app` layer) costs a measurable
+share of a runtime read (docs/benchmarks.md) for nothing a per-route wrapper does not do."""
 
 from __future__ import annotations
 
