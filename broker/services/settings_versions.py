@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.errors import InvalidRequest, NotFound, VersionConflict
+from broker.errors import NotFound, VersionConflict
 from broker.manifest import settings_schema
 from broker.services import connections, events
 from broker.services.context import Context
@@ -19,12 +19,10 @@ from broker.services.runtime_check import test_settings
 
 
 async def change(
-    ctx: Context, connection_id: str, changes: Any, *, actor: str = "admin"
+    ctx: Context, connection_id: str, changes: dict[str, Any], *, actor: str = "admin"
 ) -> Connection:
     """Merge `changes` into the current settings (`null` removes one), validate, test with the
     runtime, and only then make the result current."""
-    if not isinstance(changes, dict) or not changes:
-        raise InvalidRequest("settings must be a non-empty JSON object")
     connection, version = await connections.get(ctx, connection_id)
     merged = {**connections.merged_settings(connection), **changes}
     merged = {k: v for k, v in merged.items() if v is not None}
@@ -40,10 +38,8 @@ async def change(
 
 
 async def rollback(
-    ctx: Context, connection_id: str, to_version: Any, *, actor: str = "admin"
+    ctx: Context, connection_id: str, to_version: int, *, actor: str = "admin"
 ) -> Connection:
-    if not isinstance(to_version, int) or isinstance(to_version, bool):
-        raise InvalidRequest("version must be an integer")
     connection, version = await connections.get(ctx, connection_id)
     old = next((v for v in connection.history if v.version == to_version), None)
     if old is None:

@@ -8,6 +8,7 @@ share of a runtime read (docs/benchmarks.md) for nothing a per-route wrapper doe
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import NoReturn
@@ -49,8 +50,10 @@ def _error(request: web.Request, code: str, message: str, status: int) -> web.Re
 
 
 def handled(handler: Handler) -> Handler:
-    """`handler` behind `handle`: what the app registers for every route."""
+    """`handler` behind `handle`: what the app registers for every route (`__wrapped__`
+    leads the OpenAPI generator to the operation declared for `handler`)."""
 
+    @functools.wraps(handler)
     async def handler_behind_guard(request: web.Request) -> web.StreamResponse:
         return await handle(request, handler)
 

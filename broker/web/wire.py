@@ -1,19 +1,24 @@
-"""How records look on the wire: ISO-8601 UTC times, secrets redacted, URLs rendered."""
+"""How things look on the wire: request bodies read into their models, the error shape, the
+connection view (ISO-8601 UTC times, secrets redacted, URLs rendered) and the field types
+the route modules share."""
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from broker.errors import BrokerError, InvalidRequest
-from broker.manifest import fill_template
+from broker.manifest import KEY_PATTERN, AuthMode, fill_template
 from broker.manifest.settings_schema import REDACTED
 from broker.services.context import Context
-from broker.services.records import Connection
+from broker.services.records import CONNECTION_ID, TENANT_ID, Connection, ConnectionStatus
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def iso(ts: float | None) -> str | None:
@@ -53,6 +58,88 @@ async def read_form(request: web.Request) -> dict[str, str]:
     except _UNDECODABLE:
         raise InvalidRequest("the form could not be read") from None
     return {name: value for name, value in form.items() if isinstance(value, str)}
+
+
+class RequestBody(BaseModel):
+    """A JSON request body: unknown fields refused, JSON types taken as they are (no "5"
+    for 5, no `true` for 1)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """The request body as `model`, or a 400 naming every problem (never a value)."""
+    body = await read_json(request)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise InvalidRequest(_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> str:
+    unknown: list[str] = []
+    problems: list[str] = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            unknown.append(where)
+        elif error["type"] == "missing":
+            problems.append(f"{where} is required")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    if unknown:
+        problems.insert(0, f"unknown field(s): {', '.join(sorted(unknown))}")
+    return "; ".join(problems)
+
+
+class Error(BaseModel):
+    """Every error the API answers."""
+
+    error: str = Field(description="a stable error code")
+    message: str
+
+
+TenantId = Annotated[str, Field(pattern=f"^{TENANT_ID.pattern}$", max_length=128)]
+ConnectionId = Annotated[str, Field(pattern=f"^{CONNECTION_ID.pattern}$")]
+ConnectorKey = Annotated[str, Field(pattern=KEY_PATTERN, description="a connector key")]
+Version = Annotated[int, Field(ge=1)]
+SettingsObject = Annotated[Any, WithJsonSchema({"type": "object"})]
+"""Settings are judged by the connector's settings schema (`invalid_settings`), not here."""
+Time = Annotated[
+    str, WithJsonSchema({"type": "string", "format": "date-time", "description": "ISO-8601 UTC"})
+]
+
+
+class ConnectionOAuth(BaseModel):
+    token_type: str
+    scopes: list[str]
+    expires_at: Time | None
+    has_refresh_token: bool
+
+
+class ConnectionRefresh(BaseModel):
+    last_refresh_at: Time | None
+    last_error: str | None = Field(description="an error code")
+    last_error_at: Time | None
+    failures: int = Field(ge=0)
+
+
+class ConnectionView(BaseModel, title="Connection"):
+    """A connection, secrets redacted."""
+
+    id: ConnectionId
+    tenant_id: TenantId
+    connector: ConnectorKey
+    status: ConnectionStatus
+    auth_mode: AuthMode | None
+    settings: dict[str, Any] = Field(description=f"secret values read `{REDACTED}`")
+    settings_version: Version
+    webhook_url: str | None = Field(description="the manifest's webhook URL, filled")
+    setup_instructions: str | None
+    created_at: Time
+    updated_at: Time
+    refresh: ConnectionRefresh
+    oauth: ConnectionOAuth | None = None
 
 
 def connection_view(ctx: Context, conn: Connection) -> dict[str, Any]:

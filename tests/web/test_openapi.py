@@ -1,22 +1,27 @@
-"""GET /openapi.json: a valid OpenAPI 3.1 document that cannot drift from the routes, their
-security, their bounds, or the bodies they really answer."""
+"""GET /openapi.json: a valid OpenAPI 3.1 document, generated from the router and the
+operations declared beside the handlers, that cannot drift from the routes, their security,
+their bounds, or the bodies they really take and answer."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jsonschema
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from broker.config import Settings
-from broker.web import openapi, request_guard
+from broker.web import request_guard
 from broker.web.app import create_app
+from broker.web.openapi import spec
+from broker.web.openapi.document import create_document
 from broker.web.request_guard import is_admin_path
 from broker.web.routes import events as events_route
 from broker.web.routes import runtime as runtime_route
@@ -97,18 +102,45 @@ async def test_the_document_is_valid_openapi_3_1(client: Client) -> None:
     assert document["info"]["version"] == importlib.metadata.version("broker")
 
 
-async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:
-    document = await served(client)
-    registered = {
-        (route.method, route.resource.canonical)
+def routed(client: Client) -> list[Any]:
+    return [
+        route
         for route in client.app.router.routes()
         if route.resource is not None
         and route.method != "HEAD"
         and route.resource.name != request_guard.UNMATCHED  # answers 404/405 only
-    }
+    ]
+
+
+async def test_every_route_declares_an_operation_and_every_operation_is_routed(
+    client: Client,
+) -> None:
+    handlers = {route.handler: route for route in routed(client)}
+    for handler, route in handlers.items():
+        assert spec.operation_of(handler) is not None, (route.method, route.resource.canonical)
+    routed_operations = {id(spec.operation_of(handler)) for handler in handlers}
+    for handler in spec.declared():
+        assert id(spec.operation_of(handler)) in routed_operations, handler.__qualname__
+
+
+async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:
+    document = await served(client)
+    registered = {(route.method, route.resource.canonical) for route in routed(client)}
     documented = {(method, path) for method, path, _ in operations(document)}
     assert registered == documented
     assert ("GET", "/metrics") in documented
+    ids = [op["operationId"] for _, _, op in operations(document)]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_route_without_an_operation_is_refused() -> None:
+    async def undeclared(request: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/nowhere", undeclared)
+    with pytest.raises(LookupError, match="GET /nowhere declares no operation"):
+        create_document(app.router, "0")
 
 
 async def test_security_follows_the_middleware(client: Client) -> None:
@@ -152,6 +184,31 @@ async def test_every_fallible_operation_documents_a_json_client_error(client: Cl
                 assert content["application/json"]["schema"] == {"$ref": ERROR_REF}
 
 
+async def test_every_json_body_refuses_what_its_schema_refuses(client: Client) -> None:
+    """The documented request model is the one that validates: an unknown field, or a value
+    of the wrong JSON type, is a 400 naming the field and never quoting the value."""
+    document = await served(client)
+    schemas = document["components"]["schemas"]
+    canary = "sk_live_CANARY_never_echoed"
+    checked = 0
+    for method, path, op in operations(document):
+        content = op.get("requestBody", {}).get("content", {})
+        if "application/json" not in content:
+            continue
+        name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        schema = schemas[name]
+        assert schema["additionalProperties"] is False, name
+        url = re.sub(r"\{[^}]+\}", "x", path)
+        resp = await client.request(method, url, json={"nope": canary}, headers=admin())
+        body = await resp.json()
+        assert resp.status == 400 and body["error"] == "invalid_request", (path, body)
+        assert "unknown field(s): nope" in body["message"] and canary not in body["message"]
+        for field in schema.get("required", []):
+            assert f"{field} is required" in body["message"], (path, body)
+        checked += 1
+    assert checked == 6
+
+
 async def test_a_browser_route_answers_a_page_where_an_api_route_answers_json(
     client: Client,
 ) -> None:
@@ -183,7 +240,7 @@ async def test_documented_bounds_are_the_ones_enforced(
         assert resp.status == status, (path, value)
 
 
-def test_no_example_values() -> None:
+def test_no_example_values(make_settings: Callable[..., Settings]) -> None:
     # the document carries shapes, never sample tokens or secrets
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -194,7 +251,7 @@ def test_no_example_values() -> None:
             for value in node:
                 walk(value)
 
-    walk(openapi.create_document("0"))
+    walk(create_document(create_app(make_settings()).router, "0"))
 
 
 async def test_documented_schemas_match_real_responses(eager: Client) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
@@ -12,11 +13,35 @@ from broker.manifest import Manifest
 from broker.services import connect_sessions, oauth_connect
 from broker.services.context import Context
 from broker.services.records import ConnectSession
+from broker.web.openapi.spec import Operations, json_body, json_reply, page, path, query, redirect
 from broker.web.pages import error_page, settings_form
 from broker.web.state import CONTEXT
-from broker.web.wire import iso, read_form, read_json
+from broker.web.wire import RequestBody, SettingsObject, TenantId, Time, iso, read_form
 
 routes = web.RouteTableDef()
+operation = Operations("connect")
+
+
+class CreateConnectSession(RequestBody):
+    tenant_id: TenantId
+    connector: str = Field(description="a connector key (unknown: 404)")
+    return_url: str = Field(
+        max_length=2048,
+        description="an absolute URL on an allowed origin",
+        json_schema_extra={"format": "uri"},
+    )
+    connection_id: str | None = Field(None, description="reconnect this connection")
+    settings: SettingsObject = Field({}, description="OAuth connectors only, non-secret")
+
+
+class ConnectLink(BaseModel):
+    token: str
+    connect_url: str = Field(json_schema_extra={"format": "uri"})
+    expires_at: Time
+
+
+TOKEN = path("token", "the connect session token", {"type": "string", "maxLength": 128})
+DEAD_LINK = page("an unknown, used or expired link (an HTML page)")
 
 
 def dead_link_page() -> web.Response:
@@ -24,9 +49,20 @@ def dead_link_page() -> web.Response:
 
 
 @routes.post("/v1/connect-sessions")
-async def create_session(request: web.Request) -> web.Response:
+@operation(
+    "createConnectSession",
+    "Create the one-time link a Connect button opens (30 minutes)",
+    answers={201: json_reply("the link", ConnectLink)},
+    errors={
+        400: "`invalid_request`, `invalid_settings`: bad field, return_url or settings, "
+        "or no OAuth app registered",
+        404: "`not_found`: unknown connector or connection",
+    },
+)
+@json_body(CreateConnectSession)
+async def create_session(request: web.Request, body: CreateConnectSession) -> web.Response:
     ctx = request.app[CONTEXT]
-    token, session = await connect_sessions.create(ctx, await read_json(request))
+    token, session = await connect_sessions.create(ctx, body.model_dump(exclude_unset=True))
     return web.json_response(
         {
             "token": token,
@@ -38,6 +74,23 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 @routes.get("/connect/{token}")
+@operation(
+    "openConnectLink",
+    "Open a connect link (browser)",
+    params=(TOKEN,),
+    answers={
+        200: page("API-key connector: the settings form"),
+        302: redirect(
+            "OAuth connector: to the provider",
+            **{"Set-Cookie": "binds the OAuth flow to this browser"},
+        ),
+        404: DEAD_LINK,
+    },
+    errors={
+        400: "`invalid_request`: no OAuth app registered, or the session's settings "
+        "cannot fill the authorization URL",
+    },
+)
 async def open_link(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     token = request.match_info["token"]
@@ -65,6 +118,30 @@ async def open_link(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/connect/{token}")
+@operation(
+    "submitConnectForm",
+    "Submit an API-key connector's settings form (browser)",
+    description="A session made with `connection_id` changes that connection's settings "
+    "(a new settings version, tested first; fields left empty keep their values) "
+    "instead of creating one.",
+    params=(TOKEN,),
+    content={
+        "application/x-www-form-urlencoded": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+        }
+    },
+    answers={
+        303: redirect("to return_url with status=connected&connection_id=..."),
+        400: page("the form again with the problems, an unreadable body, or an OAuth link"),
+        404: DEAD_LINK,
+    },
+    errors={
+        409: "`session_in_use`: another tab is submitting this link; `version_conflict`: "
+        "the connection changed while its settings were tested; retry",
+        502: "`runtime_unavailable`: testConnection could not run",
+    },
+)
 async def submit_settings(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     token = request.match_info["token"]
@@ -117,6 +194,29 @@ def _form(
 
 
 @routes.get("/oauth/callback/{connector}")
+@operation(
+    "oauthCallback",
+    "The provider's redirect back (browser)",
+    description="Needs the `broker_oauth_...` cookie set when the flow began.",
+    params=(
+        path("connector", "the connector key"),
+        query("state", "the state the flow began with", required=True),
+        query("code", "the authorization code"),
+        query("error", "the provider's OAuth error"),
+        query("error_description", "the provider's explanation"),
+        query("iss", "the issuer (RFC 9207)"),
+    ),
+    answers={
+        302: redirect(
+            "to return_url with status=connected&connection_id=... or status=error&error=<code>"
+        ),
+        400: page(
+            "`invalid_callback`: no, unknown, used or expired state, or another browser "
+            "(an HTML page: there is no trusted return URL)"
+        ),
+    },
+    errors={404: "`not_found`: the flow's connector is no longer loaded"},
+)
 async def callback(request: web.Request) -> web.StreamResponse:
     ctx: Context = request.app[CONTEXT]
     connector = request.match_info["connector"]

@@ -2,30 +2,117 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 from aiohttp import web
+from pydantic import BaseModel, Field
 
 from broker.errors import InvalidRequest
 from broker.services import connections, settings_versions
+from broker.web.openapi.spec import Operations, json_body, json_reply, path, query, schema_of
 from broker.web.state import CONTEXT
-from broker.web.wire import connection_view, iso, read_json
+from broker.web.wire import (
+    ConnectionId,
+    ConnectionView,
+    RequestBody,
+    SettingsObject,
+    TenantId,
+    Time,
+    Version,
+    connection_view,
+    iso,
+)
 
 routes = web.RouteTableDef()
+operation = Operations("connections")
+
+
+class CreateConnection(RequestBody):
+    tenant_id: TenantId
+    connector: str = Field(description="a connector key (unknown: 404)")
+    settings: SettingsObject = {}
+
+
+class ChangeSettings(RequestBody):
+    settings: Annotated[dict[str, Any], Field(min_length=1)] = Field(
+        description="merged; `null` removes a setting"
+    )
+
+
+class Rollback(RequestBody):
+    version: int
+
+
+class Connections(BaseModel):
+    connections: list[ConnectionView]
+
+
+class Revocation(BaseModel):
+    status: Literal["revoked", "not_supported", "failed"]
+    token_type_hint: Literal["refresh_token", "access_token"] | None = None
+    error: str | None = None
+
+
+class Deleted(BaseModel):
+    id: ConnectionId
+    deleted: Literal[True]
+    revocation: Revocation
+
+
+class SettingsVersion(BaseModel):
+    version: Version
+    current: bool
+    created_at: Time
+    replaced_at: Time | None = None
+    names: list[str] = Field(description="setting names, never values")
+
+
+class SettingsVersions(BaseModel):
+    versions: list[SettingsVersion]
+
+
+CONNECTION_ID = path(
+    "connection_id", "a connection id (other shapes: 404)", schema_of(ConnectionId)
+)
+ONE = {200: json_reply("the connection, secrets redacted", ConnectionView)}
+MISSING = "`not_found`: no such connection"
+REFUSED = "`invalid_settings`, `connection_test_failed`: refused, nothing changed"
+TESTED = {
+    404: MISSING,
+    409: "`version_conflict`: it changed meanwhile; retry",
+    502: "`runtime_unavailable`: testConnection could not run",
+}
 
 
 @routes.post("/v1/connections")
-async def create_connection(request: web.Request) -> web.Response:
+@operation(
+    "createConnection",
+    "Create an API-key (or OAuth client_credentials) connection",
+    answers={201: json_reply("validated, tested, sealed", ConnectionView)},
+    errors={
+        400: f"`invalid_request`: bad field, or an authorization-code connector; {REFUSED}",
+        404: "`not_found`: unknown connector",
+        409: "`version_conflict`: the tenant's index is too contended; retry",
+        502: "`runtime_unavailable`, `provider_error`: testConnection or the token endpoint failed",
+    },
+)
+@json_body(CreateConnection)
+async def create_connection(request: web.Request, body: CreateConnection) -> web.Response:
     ctx = request.app[CONTEXT]
-    body = await read_json(request)
-    unknown = set(body) - {"tenant_id", "connector", "settings"}
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     conn = await connections.create_direct_connection(
-        ctx, body.get("tenant_id"), body.get("connector"), body.get("settings", {})
+        ctx, body.tenant_id, body.connector, body.settings
     )
     return web.json_response(connection_view(ctx, conn), status=201)
 
 
 @routes.get("/v1/connections")
+@operation(
+    "listConnections",
+    "A tenant's connections",
+    params=(query("tenant_id", "the tenant", schema_of(TenantId), required=True),),
+    answers={200: json_reply("secrets redacted", Connections)},
+    errors={400: "`invalid_request`: missing or bad tenant_id"},
+)
 async def list_connections(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     tenant_id = request.query.get("tenant_id")
@@ -36,6 +123,13 @@ async def list_connections(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/connections/{connection_id}")
+@operation(
+    "getConnection",
+    "Read a connection",
+    params=(CONNECTION_ID,),
+    answers=ONE,
+    errors={404: MISSING},
+)
 async def get_connection(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     conn, _ = await connections.get(ctx, request.match_info["connection_id"])
@@ -43,6 +137,25 @@ async def get_connection(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/connections/{connection_id}")
+@operation(
+    "deleteConnection",
+    "Revoke at the provider (where the manifest can), then delete",
+    params=(
+        CONNECTION_ID,
+        query(
+            "force",
+            "delete even if revocation fails",
+            {"type": "string", "enum": ["true", "false"], "default": "false"},
+        ),
+    ),
+    answers={200: json_reply("deleted", Deleted)},
+    errors={
+        400: "`invalid_request`: force is not true or false",
+        404: MISSING,
+        409: "`conflict`, `version_conflict`: busy; retry",
+        502: "`revocation_failed`: the connection is kept (force=true drops it)",
+    },
+)
 async def delete_connection(request: web.Request) -> web.Response:
     force = request.query.get("force", "false").lower()
     if force not in ("true", "false"):
@@ -54,18 +167,28 @@ async def delete_connection(request: web.Request) -> web.Response:
 
 
 @routes.patch("/v1/connections/{connection_id}/settings")
-async def change_settings(request: web.Request) -> web.Response:
+@operation(
+    "changeSettings",
+    "Change settings: merged, validated, tested, then a new current version",
+    params=(CONNECTION_ID,),
+    answers=ONE,
+    errors={400: f"`invalid_request`; {REFUSED}", **TESTED},
+)
+@json_body(ChangeSettings)
+async def change_settings(request: web.Request, body: ChangeSettings) -> web.Response:
     ctx = request.app[CONTEXT]
-    body = await read_json(request)
-    if set(body) != {"settings"}:
-        raise InvalidRequest('the body must be {"settings": {...}}')
-    conn = await settings_versions.change(
-        ctx, request.match_info["connection_id"], body["settings"]
-    )
+    conn = await settings_versions.change(ctx, request.match_info["connection_id"], body.settings)
     return web.json_response(connection_view(ctx, conn))
 
 
 @routes.get("/v1/connections/{connection_id}/settings/versions")
+@operation(
+    "listSettingsVersions",
+    "Kept settings versions, newest first (names only, never values)",
+    params=(CONNECTION_ID,),
+    answers={200: json_reply("the current version, then the kept ones", SettingsVersions)},
+    errors={404: MISSING},
+)
 async def list_settings_versions(request: web.Request) -> web.Response:
     conn, _ = await connections.get(request.app[CONTEXT], request.match_info["connection_id"])
     kept = settings_versions.versions(conn)
@@ -77,12 +200,19 @@ async def list_settings_versions(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/connections/{connection_id}/settings/rollback")
-async def rollback_settings(request: web.Request) -> web.Response:
+@operation(
+    "rollbackSettings",
+    "Bring a kept settings version back, as a new version (tested)",
+    params=(CONNECTION_ID,),
+    answers=ONE,
+    errors={
+        400: f"`invalid_request`: version is not an integer; {REFUSED}",
+        **TESTED,
+        404: "`not_found`: no such connection, or the version is not kept",
+    },
+)
+@json_body(Rollback)
+async def rollback_settings(request: web.Request, body: Rollback) -> web.Response:
     ctx = request.app[CONTEXT]
-    body = await read_json(request)
-    if set(body) != {"version"}:
-        raise InvalidRequest('the body must be {"version": <number>}')
-    conn = await settings_versions.rollback(
-        ctx, request.match_info["connection_id"], body["version"]
-    )
+    conn = await settings_versions.rollback(ctx, request.match_info["connection_id"], body.version)
     return web.json_response(connection_view(ctx, conn))

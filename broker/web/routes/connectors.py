@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, get_args
 
 from aiohttp import web
+from pydantic import BaseModel, Field, WithJsonSchema
 
-from broker.manifest import Manifest
+from broker.manifest import WEBHOOK_SCHEMES, AuthMode, Manifest, OAuthConfig
+from broker.manifest.settings_schema import SECRET
+from broker.web.openapi.spec import Operations, json_reply
 from broker.web.state import CATALOG
+from broker.web.wire import ConnectorKey
 
 routes = web.RouteTableDef()
+operation = Operations("connectors")
+
+
+def _values_of(model: type[Manifest] | type[OAuthConfig], field: str) -> WithJsonSchema:
+    # the manifest spells these Literals inline: take their values from the field
+    return WithJsonSchema(
+        {"type": "string", "enum": list(get_args(model.model_fields[field].annotation))}
+    )
+
+
+Kind = Annotated[str, _values_of(Manifest, "kind")]
+OAuthType = Annotated[str, _values_of(OAuthConfig, "type")]
+
+
+class Connector(BaseModel):
+    """A loaded connector."""
+
+    key: ConnectorKey
+    name: str
+    provider: str
+    kind: Kind
+    version: str
+    auth_mode: AuthMode
+    oauth_type: OAuthType | None
+    settings_schema: dict[str, Any] = Field(
+        description=f"JSON Schema 2020-12 of the settings; `{SECRET}` marks secrets"
+    )
+    secrets: list[str] = Field(description="setting names the runtime may read")
+    webhooks: WEBHOOK_SCHEMES | None
+
+
+class Connectors(BaseModel):
+    connectors: list[Connector]
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:
@@ -29,5 +66,11 @@ def describe(manifest: Manifest) -> dict[str, Any]:
 
 
 @routes.get("/v1/connectors")
+@operation(
+    "listConnectors",
+    "The loaded connectors, by key",
+    answers={200: json_reply("the catalog", Connectors)},
+    store=False,
+)
 async def list_connectors(request: web.Request) -> web.Response:
     return web.json_response({"connectors": [describe(m) for m in request.app[CATALOG]]})

@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
+from pydantic import BaseModel
 
 from broker.errors import StoreUnavailable
+from broker.web.openapi.spec import Operations, json_reply
 from broker.web.state import KEYRING, STORE
 
 routes = web.RouteTableDef()
+operation = Operations("health")
+
+
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class KeyringInUse(BaseModel):
+    primary: str
+    keys: list[str]
+    reload_error: str | None
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    store: Literal["ok"]
+    keyring: KeyringInUse
+
+
+class Unavailable(BaseModel):
+    status: Literal["unavailable"]
+    error: str
+    message: str
 
 
 @routes.get("/healthz")
+@operation("healthz", "Liveness", answers={200: json_reply("the process runs", Alive)}, store=False)
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@operation(
+    "readyz",
+    "Readiness: the store is reachable, the keyring in use",
+    answers={
+        200: json_reply("ready", Ready),
+        503: json_reply("not: `store_unavailable`: the store cannot be reached", Unavailable),
+    },
+)
 async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[STORE].ping()

@@ -5,12 +5,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from broker import metrics
+from broker.web.openapi.spec import Operations, Reply
 from broker.web.state import CONTEXT, KEYRING
 
 routes = web.RouteTableDef()
+operation = Operations("health")
 
 
 @routes.get("/metrics")
+@operation(
+    "metrics",
+    "Prometheus metrics",
+    answers={200: Reply("Prometheus text format 0.0.4", media="text/plain")},
+    store=False,
+)
 async def scrape(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     keyring = request.app[KEYRING].current

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import json
+import weakref
 
 from aiohttp import web
 
-from broker.web.openapi import create_document
+from broker.web.openapi.document import create_document
+from broker.web.openapi.spec import Operations, Reply
 
 routes = web.RouteTableDef()
+operation = Operations("health")
+
+_documents: weakref.WeakKeyDictionary[web.Application, bytes] = weakref.WeakKeyDictionary()
 
 
 def broker_version() -> str:
@@ -20,12 +24,22 @@ def broker_version() -> str:
         return "0+unknown"
 
 
-@functools.cache
-def document_bytes() -> bytes:
-    """Built on the first request, then served as is: the document never changes in a process."""
-    return json.dumps(create_document(broker_version()), separators=(",", ":")).encode()
+def document_bytes(app: web.Application) -> bytes:
+    """Built from the app's router on the first request, then served as is: the routes do
+    not change once the app runs."""
+    found = _documents.get(app)
+    if found is None:
+        document = create_document(app.router, broker_version())
+        found = _documents[app] = json.dumps(document, separators=(",", ":")).encode()
+    return found
 
 
 @routes.get("/openapi.json")
+@operation(
+    "openapi",
+    "This OpenAPI 3.1 document",
+    answers={200: Reply("the document", schema={"type": "object"})},
+    store=False,
+)
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=document_bytes(), content_type="application/json")
+    return web.Response(body=document_bytes(request.app), content_type="application/json")

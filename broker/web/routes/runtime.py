@@ -3,38 +3,106 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
 from broker.crypto.runtime_tokens import RuntimeGrant, create_runtime_token
 from broker.errors import InvalidRequest, RateLimited
 from broker.services import connections, runtime_access
 from broker.services.records import StoredToken, check_tenant_id
+from broker.web.openapi.spec import (
+    Operations,
+    json_body,
+    json_reply,
+    page_size,
+    path,
+    query,
+    schema_of,
+)
 from broker.web.request_guard import error_body
 from broker.web.state import CONTEXT, GRANT, KEYRING
-from broker.web.wire import iso, read_json
+from broker.web.wire import RequestBody, TenantId, Time, Version, iso
 
 routes = web.RouteTableDef()
+operation = Operations("runtime")
 
 DEFAULT_TTL, MIN_TTL, MAX_TTL = 900, 1, 86_400
 AUDIT_DEFAULT_LIMIT, AUDIT_MAX_LIMIT = 500, 5000
 MAX_MIN_TTL = 86_400
 
 
+class MintRuntimeToken(RequestBody):
+    connection_id: str = Field(description="a connection id (other shapes: 404)")
+    ttl_seconds: Annotated[int, Field(ge=MIN_TTL, le=MAX_TTL)] = DEFAULT_TTL
+
+
+class RuntimeToken(BaseModel):
+    token: str
+    token_id: str
+    expires_at: Time
+
+
+class AuditEntry(BaseModel):
+    at: Time
+    first_at: Time
+    count: int = Field(ge=1)
+    actor: str = Field(description="`admin` or `runtime:<token id>`")
+    action: str
+    tenant_id: TenantId
+    connection_id: str | None
+    name: str | None = Field(
+        description="a name, never a value; null on a `not_granted` `secret.read`: the reads "
+        "of ungranted names past the first 20 distinct ones that minute"
+    )
+    outcome: str = Field(description="`ok` or an error code")
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next: str | None = Field(description="pass as `before` for older entries")
+
+
+class Secret(BaseModel):
+    name: str
+    value: str
+    version: Version
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: str
+    expires_at: Time | None
+    scopes: list[str]
+
+
+TOKEN = {200: json_reply("valid for at least the margin (or min_ttl)", AccessToken)}
+NOT_OAUTH = "`not_oauth`: this connection does not use OAuth"
+REFRESH_ERRORS = {
+    400: NOT_OAUTH,
+    409: "`needs_reauth`: the tenant must reconnect",
+    502: "`provider_error`: the provider failed and no valid token is left",
+    503: "`refresh_timeout`: a refresh took too long; "
+    "`store_unavailable`: the store cannot be reached",
+}
+
+
 @routes.post("/v1/runtime-tokens")
-async def mint(request: web.Request) -> web.Response:
+@operation(
+    "mintRuntimeToken",
+    "Mint a runtime token scoped to one connection and its granted secrets",
+    answers={201: json_reply("the token", RuntimeToken)},
+    errors={
+        400: "`invalid_request`: bad field or ttl_seconds",
+        404: "`not_found`: no such connection",
+    },
+)
+@json_body(MintRuntimeToken)
+async def mint(request: web.Request, body: MintRuntimeToken) -> web.Response:
     ctx = request.app[CONTEXT]
-    body = await read_json(request)
-    if set(body) - {"connection_id", "ttl_seconds"}:
-        raise InvalidRequest("the body takes connection_id and ttl_seconds only")
-    ttl = body.get("ttl_seconds", DEFAULT_TTL)
-    if not isinstance(ttl, int) or isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
-        raise InvalidRequest(f"ttl_seconds must be an integer from {MIN_TTL} to {MAX_TTL}")
-    connection_id = body.get("connection_id")
-    if not isinstance(connection_id, str):
-        raise InvalidRequest("connection_id is required")
-    conn, _ = await connections.get(ctx, connection_id)
+    conn, _ = await connections.get(ctx, body.connection_id)
     manifest = ctx.catalog.get(conn.connector)
     token, grant = create_runtime_token(
         request.app[KEYRING].current,
@@ -44,7 +112,7 @@ async def mint(request: web.Request) -> web.Response:
         secret_names=manifest.granted_secrets,
         oauth=manifest.auth_mode == "oauth",
         now=int(ctx.clock()),
-        ttl=ttl,
+        ttl=body.ttl_seconds,
     )
     ctx.audit.record(
         actor="admin",
@@ -60,6 +128,19 @@ async def mint(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/audit")
+@operation(
+    "listAudit",
+    "Who read or changed what (never a value), newest first",
+    tag="audit",
+    params=(
+        query("tenant_id", "the tenant", schema_of(TenantId), required=True),
+        query("connection_id", "only this connection's entries"),
+        page_size(AUDIT_MAX_LIMIT, AUDIT_DEFAULT_LIMIT),
+        query("before", "the `next` cursor of an earlier page"),
+    ),
+    answers={200: json_reply("a page", AuditPage)},
+    errors={400: "`invalid_request`: bad tenant_id, limit or before"},
+)
 async def audit(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     tenant_id = check_tenant_id(request.query.get("tenant_id"))
@@ -85,6 +166,16 @@ def _grant(request: web.Request) -> RuntimeGrant:
 
 
 @routes.get("/v1/runtime/secrets/{name}")
+@operation(
+    "readSecret",
+    "Read a granted setting (Secrets.get)",
+    params=(path("name", "the setting name"),),
+    answers={200: json_reply("non-string settings come as JSON text", Secret)},
+    errors={
+        403: "`not_granted`: not in the manifest's permissions.secrets",
+        404: "`not_found`: granted but not set",
+    },
+)
 async def secret(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     value, version = await runtime_access.read_secret(request.app[CONTEXT], _grant(request), name)
@@ -92,6 +183,19 @@ async def secret(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/runtime/oauth/access-token")
+@operation(
+    "getAccessToken",
+    "The access token, refreshed if needed (OAuth.accessToken)",
+    params=(
+        query(
+            "min_ttl",
+            "seconds it must still live (not the margin)",
+            {"type": "number", "minimum": 0, "maximum": MAX_MIN_TTL},
+        ),
+    ),
+    answers=TOKEN,
+    errors={**REFRESH_ERRORS, 400: f"`invalid_request`: bad min_ttl; {NOT_OAUTH}"},
+)
 async def access_token(request: web.Request) -> web.Response:
     # most calls send no query: skip building the query multidict for them
     raw = request.query.get("min_ttl") if request.query_string else None
@@ -110,6 +214,17 @@ async def access_token(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/runtime/oauth/refresh")
+@operation(
+    "forceRefresh",
+    "Refresh now (the provider said 401); within BROKER_FORCED_REFRESH_INTERVAL of the "
+    "last forced call to the provider, the current token while it is valid",
+    answers=TOKEN,
+    errors={
+        **REFRESH_ERRORS,
+        429: "`rate_limited`: forced moments ago and expired since; retry after "
+        "`Retry-After` seconds (or read the token, which refreshes it)",
+    },
+)
 async def force_refresh(request: web.Request) -> web.Response:
     try:
         token = await runtime_access.access_token(
