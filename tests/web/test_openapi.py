@@ -123,6 +123,19 @@ async def test_every_route_declares_an_operation_and_every_operation_is_routed(
         assert id(spec.operation_of(handler)) in routed_operations, handler.__qualname__
 
 
+async def test_only_a_json_body_adds_work_per_request(client: Client) -> None:
+    """Declaring an operation wraps nothing: the guard calls the runtime reads' handlers
+    directly; only `json_body` adds a layer (reading and validating the body)."""
+    for route in routed(client):
+        operation = spec.operation_of(route.handler)
+        assert operation is not None
+        layers = 0
+        handler = route.handler
+        while hasattr(handler, "__wrapped__"):
+            handler, layers = handler.__wrapped__, layers + 1
+        assert layers == (1 if operation.body is None else 2), route.resource.canonical
+
+
 async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:
     document = await served(client)
     registered = {(route.method, route.resource.canonical) for route in routed(client)}
@@ -319,6 +332,16 @@ async def test_documented_schemas_match_real_responses(eager: Client) -> None:
     await call("GET", "/v1/runtime/secrets/api_key", 200, secret, headers=runtime)
     await call("GET", "/v1/runtime/secrets/other", 403, secret, headers=runtime)
     await call("GET", "/v1/runtime/oauth/access-token", 400, headers=runtime)
+    # the documented min_ttl bounds are the hand-checked ones (a runtime read has no model)
+    token_path = "/v1/runtime/oauth/access-token"
+    (min_ttl,) = document["paths"][token_path]["get"]["parameters"]
+    low, high = min_ttl["schema"]["minimum"], min_ttl["schema"]["maximum"]
+    assert (low, high) == (0, runtime_route.MAX_MIN_TTL)
+    for value, code in ((low, "not_oauth"), (high, "not_oauth"), (low - 1, "invalid_request")):
+        refused = await call("GET", f"{token_path}?min_ttl={value}", 400, headers=runtime)
+        assert refused["error"] == code, value
+    over = await call("GET", f"{token_path}?min_ttl={high + 1}", 400, headers=runtime)
+    assert over["error"] == "invalid_request"
 
     verify = f"/v1/webhooks/verify?connection_id={conn}"
     rejection = await call("POST", verify, 400, headers=admin(), data=b"{}")
