@@ -17,8 +17,8 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from broker.errors import ConfigError
 from broker.store import keys
 from broker.store.redis import RedisStore
-from broker.store.redis_connect import _hosts
-from broker.store.redis_layout import Layout
+from broker.store.redis.connect import _hosts
+from broker.store.redis.layout import Layout
 from tests.store.conformance import StoreConformance
 from tests.store.redis_servers import (
     RedisCluster,
