@@ -25,6 +25,7 @@ SERVICES = (
     "broker.store.base",
     "broker.store.cache",
     "broker.store.keys",
+    "broker.store.rewrap",
     "broker.store.sealed",
     "broker.services",
 )
