@@ -111,6 +111,18 @@ def test_only_composition_roots_name_backends() -> None:
                 )
 
 
+def test_only_the_store_reaches_under_the_sealed_layer() -> None:
+    # `SealedStore.inner` holds sealed bytes: whatever works on them (the rewrap) is an
+    # operation of the sealed layer and lives in broker/store
+    for module, path in modules():
+        if module.startswith("broker.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "inner"), (
+                f"{module}:{node.lineno} uses SealedStore.inner"
+            )
+
+
 def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import aiohttp\nfrom broker.web import app\n")
