@@ -107,10 +107,7 @@ class SqliteStore:
     async def put(self, key: str, value: bytes, expect_version: int | None = None) -> int:
         def op(conn: sqlite3.Connection) -> int:
             with write_transaction(conn):
-                current = _live_version(conn, key)
-                _check(key, expect_version, current)
-                conn.execute(_WRITE, (key, value, current + 1, None))
-            return current + 1
+                return _cas_put(conn, key, value, expect_version)
 
         return await self._run(op)
 
@@ -124,10 +121,7 @@ class SqliteStore:
             with write_transaction(conn):
                 if not locks.held_by(conn, fence.lock, fence.owner):
                     raise LockLost(f"{key}: the lock {fence.lock} is no longer held")
-                current = _live_version(conn, key)
-                _check(key, expect_version, current)
-                conn.execute(_WRITE, (key, value, current + 1, None))
-            return current + 1
+                return _cas_put(conn, key, value, expect_version)
 
         return await self._run(op)
 
@@ -232,6 +226,14 @@ class SqliteStore:
 
     async def index_trim(self, index: str, below: str) -> int:
         return await self._run(indexes.index_trim(index, below))
+
+
+def _cas_put(conn: sqlite3.Connection, key: str, value: bytes, expect_version: int | None) -> int:
+    """`put` inside the caller's write transaction: the new version, or `VersionConflict`."""
+    current = _live_version(conn, key)
+    _check(key, expect_version, current)
+    conn.execute(_WRITE, (key, value, current + 1, None))
+    return current + 1
 
 
 def _live_version(conn: sqlite3.Connection, key: str) -> int:
