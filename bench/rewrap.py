@@ -92,7 +92,8 @@ def chunks(count: int) -> Iterator[list[tuple[str, bytes]]]:
 
 
 async def child(url: str, keyring_file: str, batch: int) -> None:
-    from broker.services.rotation import count_by_key, rewrap
+    from broker.services.rotation import rewrap
+    from broker.store.rewrap import count_by_key
     from broker.store.sealed import SealedStore
 
     keyring = Keyring.load(keyring_file)

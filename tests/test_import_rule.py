@@ -25,6 +25,7 @@ SERVICES = (
     "broker.store.base",
     "broker.store.cache",
     "broker.store.keys",
+    "broker.store.rewrap",
     "broker.store.sealed",
     "broker.services",
 )
@@ -108,6 +109,18 @@ def test_only_composition_roots_name_backends() -> None:
                 assert imported != "broker.store", (
                     f"{module} must use broker.store.base, not open_store"
                 )
+
+
+def test_only_the_store_reaches_under_the_sealed_layer() -> None:
+    # `SealedStore.inner` holds sealed bytes: whatever works on them (the rewrap) is an
+    # operation of the sealed layer and lives in broker/store
+    for module, path in modules():
+        if module.startswith("broker.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            assert not (isinstance(node, ast.Attribute) and node.attr == "inner"), (
+                f"{module}:{node.lineno} uses SealedStore.inner"
+            )
 
 
 def test_the_rule_catches_a_violation(tmp_path: Path) -> None:

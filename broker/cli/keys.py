@@ -3,7 +3,8 @@ generate, add, promote, rewrap, status, retire.
 
 Every command that changes the keyring rewrites the file atomically; a running broker picks
 the change up on SIGHUP. Key material is only ever printed by `generate`, which writes a
-fresh keyring meant for a file. The rewrap engine itself is `broker.services.rotation`.
+fresh keyring meant for a file. The rewrap itself is `broker.store.rewrap`, run with
+progress reports by `broker.services.rotation`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,8 @@ from typing import TypeVar
 from broker.config import load_settings
 from broker.crypto import Keyring, save_keyring
 from broker.errors import ConfigError
-from broker.services.rotation import (
-    DEFAULT_BATCH,
-    Progress,
-    ProgressCallback,
-    RewrapSummary,
-    count_by_key,
-    rewrap,
-)
+from broker.services.rotation import Progress, ProgressCallback, rewrap
+from broker.store.rewrap import DEFAULT_BATCH, RewrapSummary, count_by_key
 from broker.store.sealed import SealedStore
 
 T = TypeVar("T")

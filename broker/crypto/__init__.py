@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from broker.crypto.aead import FORMAT_VERSION, key_id_of, needs_rewrap, open_sealed, seal
+from broker.crypto.aead import (
+    FORMAT_VERSION,
+    key_id_of,
+    named_key_id,
+    needs_rewrap,
+    open_sealed,
+    seal,
+    sealed_header,
+)
 from broker.crypto.holder import KeyringFile
 from broker.crypto.keyring import (
     KEY_SIZE,
@@ -20,10 +28,12 @@ __all__ = [
     "KeyringFile",
     "derive_key",
     "key_id_of",
+    "named_key_id",
     "needs_rewrap",
     "new_key_id",
     "open_sealed",
     "save_keyring",
     "seal",
+    "sealed_header",
     "valid_key_id",
 ]

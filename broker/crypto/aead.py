@@ -24,6 +24,7 @@ from broker.crypto.keyring import Keyring, valid_key_id
 from broker.errors import CryptoError
 
 FORMAT_VERSION = "1"
+_VERSION = FORMAT_VERSION.encode("ascii")
 NONCE_SIZE = 12
 TAG_SIZE = 16
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
@@ -34,7 +35,7 @@ _SPARE_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 
 def seal(keyring: Keyring, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt under the primary key with a fresh random 96-bit nonce."""
-    header = f"{FORMAT_VERSION}.{keyring.primary}.".encode("ascii")
+    header = sealed_header(keyring.primary)
     nonce = secrets.token_bytes(NONCE_SIZE)
     body = nonce + _cipher(keyring.primary_key).encrypt(nonce, plaintext, header + aad)
     return header + base64.urlsafe_b64encode(body).rstrip(b"=")
@@ -46,7 +47,7 @@ def open_sealed(keyring: Keyring, sealed: bytes, aad: bytes) -> bytes:
     parsed = _parsed.get(sealed)
     if parsed is None:
         key_id, body = _parse(sealed)
-        header = f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
+        header = sealed_header(key_id)
         parsed = key_id, header, body[:NONCE_SIZE], body[NONCE_SIZE:]
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()
@@ -101,6 +102,24 @@ def key_id_of(sealed: bytes) -> str:
     return _parse(sealed)[0]
 
 
+def sealed_header(key_id: str) -> bytes:
+    """What every value sealed under `key_id` starts with (`value.startswith(...)` tells
+    whether a value is under a key without parsing it)."""
+    return f"{FORMAT_VERSION}.{key_id}.".encode("ascii")
+
+
+def named_key_id(sealed: bytes) -> str | None:
+    """The key id a value's header names, or None if it has no sealed header. Reads the
+    header only: unlike `key_id_of` it does not decode the body, which would dominate a pass
+    that only counts records per key (`broker keys status`)."""
+    version, _, rest = sealed.partition(b".")
+    raw_id, dot, _ = rest.partition(b".")
+    key_id = raw_id.decode("ascii", errors="replace")
+    if version != _VERSION or not dot or not valid_key_id(key_id):
+        return None
+    return key_id
+
+
 def needs_rewrap(keyring: Keyring, sealed: bytes) -> bool:
     """True when the value is not sealed under the current primary key."""
     return key_id_of(sealed) != keyring.primary
@@ -113,7 +132,7 @@ def _parse(sealed: bytes) -> tuple[str, bytes]:
     if len(parts) != 3:
         raise CryptoError("malformed sealed value (expected <version>.<key id>.<data>)")
     version, raw_id, encoded = parts
-    if version != FORMAT_VERSION.encode():
+    if version != _VERSION:
         raise CryptoError("unsupported sealed value format version")
     key_id = raw_id.decode("ascii", errors="replace")
     if not valid_key_id(key_id):

@@ -7,10 +7,10 @@ generation counter, and a fetched value is stored only if no invalidation arrive
 being fetched.
 
 Misses are single-flight: when a hot entry expires, every request in flight for it misses at
-once (64 at a time in the runtime benchmark, once a second), and each one fetching it itself
-put a burst of store round trips into the tail latency. They now share one fetch. A fetch
-started before an invalidation is not shared with callers that arrive after it: they could
-have seen the write (this replica's own, say) and must not get the older value.
+once, and each one fetching it itself put a burst of store round trips into the tail latency
+(docs/benchmarks.md, Runtime API). They now share one fetch. A fetch started before an
+invalidation is not shared with callers that arrive after it: they could have seen the write
+(this replica's own, say) and must not get the older value.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ class SealedStore:
 
     @property
     def inner(self) -> Store:
-        """The untrusted backend, holding sealed bytes only (for rotation and diagnostics)."""
+        """The untrusted backend, holding sealed bytes only (for the rewrap, `store.rewrap`,
+        and diagnostics; nothing outside `broker.store` uses it)."""
         return self._inner
 
     @property
@@ -130,7 +131,7 @@ class SealedStore:
         return ScanPage(entries, page.cursor)
 
     async def scan_raw(self, prefix: str, cursor: str | None = None, limit: int = 500) -> ScanPage:
-        """The sealed entries as stored (rotation reads key ids with `key_id_of`)."""
+        """The sealed entries as stored (the rewrap reads the key ids in their headers)."""
         return await self._inner.scan(prefix, cursor, limit)
 
     # --- locks, due index, ordered indexes, lifecycle (no secrets: pass-through) -----------

@@ -7,7 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
-from broker.crypto import Keyring, key_id_of, needs_rewrap, open_sealed, seal
+from broker.crypto import (
+    Keyring,
+    key_id_of,
+    named_key_id,
+    needs_rewrap,
+    open_sealed,
+    seal,
+    sealed_header,
+)
 from broker.errors import CryptoError, UnknownKey
 
 CANARY = b"canary-7f3a9c-secret-value"
@@ -135,6 +143,17 @@ def test_key_id_of_rejects_malformed() -> None:
         key_id_of(b"not sealed")
     with pytest.raises(CryptoError):
         key_id_of(b"2.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+
+
+def test_header_names_the_key_without_decoding(ring: Keyring) -> None:
+    sealed = seal(ring, CANARY, AAD_A)
+    assert sealed.startswith(sealed_header("k1"))
+    assert not sealed.startswith(sealed_header("k"))  # the dot ends the id
+    assert named_key_id(sealed) == key_id_of(sealed) == "k1"
+    # only the header is read: a damaged body still names its key (opening it fails)
+    assert named_key_id(sealed[:-4] + b"!!!!") == "k1"
+    for junk in (b"", b"plain", b"1.k1", b"2.k1.AAAA", b"1.bad id.AAAA", b"1..AAAA"):
+        assert named_key_id(junk) is None
 
 
 def test_rotation(ring: Keyring) -> None:

@@ -14,11 +14,13 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
+from broker.crypto import Keyring
 from broker.errors import ConfigError
 from broker.store import keys
 from broker.store.redis import RedisStore
-from broker.store.redis_connect import _hosts
-from broker.store.redis_layout import Layout
+from broker.store.redis.connect import _hosts
+from broker.store.redis.layout import Layout
+from broker.store.sealed import SealedStore
 from tests.store.conformance import StoreConformance
 from tests.store.redis_servers import (
     RedisCluster,
@@ -112,6 +114,19 @@ class TestRedisClusterConformance(StoreConformance):
         yield store
         await store.close()
         await _wipe(redis_cluster.url, store._layout.namespace)
+
+
+class TestSealedRedisConformance(StoreConformance):
+    """The sealed layer over Redis: every case holds through it too (values round-trip sealed,
+    everything else passes through)."""
+
+    @pytest.fixture
+    async def store(self, redis_server: RedisServer) -> AsyncIterator[SealedStore]:
+        inner = await _open(redis_server.url, due_partitions=1)
+        keyring = Keyring.generate("k1")
+        yield SealedStore(inner, lambda: keyring)
+        await inner.close()
+        await _wipe(redis_server.url, inner._layout.namespace)
 
 
 async def test_connection_keys_share_one_slot(

@@ -14,7 +14,8 @@ import pytest
 
 from broker.errors import StoreUnavailable
 from broker.store import keys
-from broker.store.sqlite import SqliteStore, _prefix_end
+from broker.store.sqlite import SqliteStore
+from broker.store.sqlite.scan import _prefix_end
 from tests.store.conformance import StoreConformance
 
 ROOT = Path(__file__).resolve().parents[2]

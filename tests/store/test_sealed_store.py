@@ -1,4 +1,5 @@
-"""The sealed layer over a real backend (SQLite): plaintext never reaches the store."""
+"""The sealed layer over a real backend (SQLite): plaintext never reaches the store, and the
+one store conformance suite holds through it (over Redis: tests/store/test_redis.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from broker.store.base import Fence, Store
 from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.store.sqlite import SqliteStore
+from tests.store.conformance import StoreConformance
 
 CANARY = b"canary-51d2e0-refresh-token"
 KEY_A = keys.connection("conn_a")
@@ -28,6 +30,15 @@ class Provider:
 
     def __call__(self) -> Keyring:
         return self.keyring
+
+
+class TestSealedSqliteConformance(StoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SealedStore]:
+        keyring = Keyring.generate("k1")
+        store = SealedStore(await SqliteStore.open(str(tmp_path / "store.db")), lambda: keyring)
+        yield store
+        await store.close()
 
 
 @pytest.fixture

@@ -75,8 +75,9 @@ def connect(url: str, timeout: float, max_connections: int) -> Connected:
     common: dict[str, Any] = {
         # No per-read socket timeout: every call already runs under one `asyncio.timeout`
         # (RedisStore._run), and redis-py would open a second timeout context per pipelined
-        # reply, which was a quarter of a rewrap's time. A call cut short by the deadline
-        # drops its connection (redis-py disconnects on cancellation), so no reply is misread.
+        # reply, a large share of a rewrap's time (docs/benchmarks.md). A call cut short by
+        # the deadline drops its connection (redis-py disconnects on cancellation), so no
+        # reply is misread.
         "socket_timeout": None,
         "socket_connect_timeout": timeout,
         "retry": _retry(),

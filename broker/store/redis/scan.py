@@ -23,8 +23,8 @@ from typing import Any
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from broker.store.base import Entry, ScanPage
-from broker.store.redis_connect import Client
-from broker.store.redis_layout import Layout
+from broker.store.redis.connect import Client
+from broker.store.redis.layout import Layout
 
 _MIN_COUNT = 100
 """SCAN COUNT floor: with a tiny `limit` a small COUNT would crawl a large keyspace."""

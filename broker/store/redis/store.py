@@ -1,7 +1,8 @@
 """The Redis backend of the Store protocol (standalone, Cluster, Sentinel) on redis-py asyncio.
 
-Key layout: `broker.store.redis_layout`. Every read-modify-write is one single-key Lua script
-(`broker.store.redis_scripts`) run by EVALSHA, so it is atomic on a Cluster too.
+Key layout: `layout`. Every read-modify-write is one single-key Lua script (`scripts`) run
+by EVALSHA, so it is atomic on a Cluster too; `put_many` pipelines them (`batch`), `scan`
+walks SCAN MATCH (`scan`), `watch_changes` listens on pub/sub (`change_feed`).
 
 Failure policy: each call runs under `asyncio.timeout(timeout)` (connecting has a socket
 timeout of the same length; replies have none of their own, the call's deadline bounds them),
@@ -13,7 +14,6 @@ so the same store object works again once Redis is back.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import random
 import secrets
@@ -21,17 +21,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
-from broker import metrics
 from broker.errors import LockLost, StoreUnavailable, VersionConflict
-from broker.store import redis_scripts as lua
 from broker.store.base import DueItem, Fence, PutItem, ScanPage, check_fence, check_index
-from broker.store.redis_connect import Client, connect
-from broker.store.redis_layout import DUE_PARTITIONS, Layout
-from broker.store.redis_scan import scan_page
-
-log = logging.getLogger("broker.store")
+from broker.store.redis import scripts as lua
+from broker.store.redis.batch import put_pipelined
+from broker.store.redis.change_feed import watch_changes
+from broker.store.redis.connect import Client, connect
+from broker.store.redis.layout import DUE_PARTITIONS, Layout
+from broker.store.redis.scan import scan_page
 
 T = TypeVar("T")
 RESERVED_CONNECTIONS = 4
@@ -82,7 +81,7 @@ class RedisStore:
 
         `timeout` bounds every call; `max_connections` caps calls in flight, and so the
         connections to any one node; `due_partitions` is part of the stored format (see
-        redis_layout)."""
+        `layout`)."""
         if not timeout > 0:
             raise ValueError("timeout must be positive")
         if max_connections < 1:
@@ -162,33 +161,11 @@ class RedisStore:
             return []
         ttl = lua.KEEP_TTL if keep_ttl else ""
         rows = [(self._layout.record(k), v, "" if e is None else str(e)) for k, v, e in items]
-        versions = await self._run("put_many", lambda: self._put_pipelined(rows, ttl))
-        return [None if v == lua.CONFLICT else v for v in versions]
-
-    async def _put_pipelined(self, rows: list[tuple[str, bytes, str]], ttl: str) -> list[int]:
-        results = await self._evalsha_all(rows, ttl)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            # A restarted or failed-over node forgot its scripts; NOSCRIPT means that item did
-            # nothing, so running just those again after loading cannot apply one twice.
-            await self._client.script_load(lua.PUT)
-            retried = await self._evalsha_all([rows[i] for i in missing], ttl)
-            for i, result in zip(missing, retried, strict=True):
-                results[i] = result
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return [int(r) for r in results]
-
-    async def _evalsha_all(self, rows: list[tuple[str, bytes, str]], ttl: str) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
         channel, sha = self._layout.changes_channel, self._put.sha
-        for name, value, expect in rows:
-            # execute_command, not pipe.evalsha: the cluster pipeline blocks the named method
-            # (it cannot know scripts stay on one slot) but routes EVALSHA by its key
-            pipe.execute_command("EVALSHA", sha, 1, name, value, expect, ttl, channel)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        versions = await self._run(
+            "put_many", lambda: put_pipelined(self._client, sha, channel, rows, ttl)
+        )
+        return [None if v == lua.CONFLICT else v for v in versions]
 
     async def delete(self, key: str, expect_version: int | None = None) -> bool:
         name = self._layout.record(key)
@@ -294,36 +271,9 @@ class RedisStore:
         """Call `on_change(store_key)` for every durable write by any replica, until cancelled.
         `on_change(None)` means "forget everything": sent on every (re)subscribe, since
         messages sent while the subscription was down are lost."""
-        delay = 0.1
-        while not self._closed:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(self._layout.changes_channel)
-                on_change(None)
-                delay = 0.1
-                async for message in pubsub.listen():
-                    key = message.get("type") == "message" and self._layout.store_key(
-                        message["data"]
-                    )
-                    if key:
-                        on_change(key)
-            except Exception as exc:  # not BaseException: cancellation ends the feed
-                # Redis gone, or a handler that failed: start over either way, or every
-                # replica's cache and refresh waiters would stop hearing of writes for good
-                redis_down = isinstance(exc, RedisError | OSError)
-                metrics.background_error(log, "changes", exc, expected=redis_down)
-            finally:
-                try:
-                    async with asyncio.timeout(self._timeout):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
-            try:
-                on_change(None)  # what is published until the next subscribe is lost
-            except Exception as exc:
-                metrics.background_error(log, "changes", exc)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 5.0)
+        await watch_changes(
+            self._client, self._layout, self._timeout, lambda: self._closed, on_change
+        )
 
     async def ping(self) -> None:
         await self._run("ping", self._ping)
