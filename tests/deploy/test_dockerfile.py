@@ -51,28 +51,30 @@ def replace(old: str, new: str) -> str:
 PIP_PROJECT = "/opt/venv/bin/python -m pip install -q -e ."
 
 
+BROKEN = [
+    ("pip", replace(PIP_PROJECT, PIP_PROJECT + " gunicorn"), "not installed by ./dev"),
+    ("pip", replace(PIP_PROJECT, PIP_PROJECT + "[test]"), "test extras"),
+    ("pip", replace("-q -e .", "-q ."), "editable"),
+    ("pip", replace("-q -e .", "-q -e . --no-deps"), "--no-deps"),
+    ("pip", replace("-q -e .", "-q -r requirements.txt"), "'-r'"),
+    ("pip", replace(PIP_PROJECT, "true"), "installed once"),
+    ("stages", replace("FROM ${PYTHON_IMAGE} AS runtime\n", ""), "multi-stage"),
+    ("stages", replace("COPY --from=build /app /app", "COPY . /app"), "build context"),
+    ("stages", replace("COPY connectors ./connectors\n", ""), "connectors"),
+    ("user", replace("USER 10001:10001", "USER root"), "numeric"),
+    ("user", replace("USER 10001:10001", "USER 0"), "root"),
+    ("user", replace("USER 10001:10001\n", ""), "no USER"),
+    ("entrypoint", replace('CMD ["serve"]', 'CMD ["serve", "--dev"]'), "not ['broker'"),
+    ("entrypoint", replace('CMD ["serve"]', "CMD serve"), "exec form"),
+    ("healthcheck", replace("/healthz", "/readyz"), "/healthz"),
+    ("expose", replace("EXPOSE 8080", "EXPOSE 80"), "default"),
+    ("expose", replace("BROKER_PORT=8080", "BROKER_PORT=9000"), "differs"),
+    ("python", replace("python:3.11-slim", "python:3.10-slim"), "requires-python"),
+]
+
+
 @pytest.mark.parametrize(
-    ("name", "broken", "expected"),
-    [
-        ("pip", replace(PIP_PROJECT, PIP_PROJECT + " gunicorn"), "not installed by ./dev"),
-        ("pip", replace(PIP_PROJECT, PIP_PROJECT + "[test]"), "test extras"),
-        ("pip", replace("-q -e .", "-q ."), "editable"),
-        ("pip", replace("-q -e .", "-q -e . --no-deps"), "--no-deps"),
-        ("pip", replace("-q -e .", "-q -r requirements.txt"), "'-r'"),
-        ("pip", replace(PIP_PROJECT, "true"), "installed once"),
-        ("stages", replace("FROM ${PYTHON_IMAGE} AS runtime\n", ""), "multi-stage"),
-        ("stages", replace("COPY --from=build /app /app", "COPY . /app"), "build context"),
-        ("stages", replace("COPY connectors ./connectors\n", ""), "connectors"),
-        ("user", replace("USER 10001:10001", "USER root"), "numeric"),
-        ("user", replace("USER 10001:10001", "USER 0"), "root"),
-        ("user", replace("USER 10001:10001\n", ""), "no USER"),
-        ("entrypoint", replace('CMD ["serve"]', 'CMD ["serve", "--dev"]'), "not ['broker'"),
-        ("entrypoint", replace('CMD ["serve"]', "CMD serve"), "exec form"),
-        ("healthcheck", replace("/healthz", "/readyz"), "/healthz"),
-        ("expose", replace("EXPOSE 8080", "EXPOSE 80"), "default"),
-        ("expose", replace("BROKER_PORT=8080", "BROKER_PORT=9000"), "differs"),
-        ("python", replace("python:3.11-slim", "python:3.10-slim"), "requires-python"),
-    ],
+    ("name", "broken", "expected"), BROKEN, ids=[f"{n}: {e}" for n, _, e in BROKEN]
 )
 def test_a_broken_dockerfile_is_caught(name: str, broken: str, expected: str) -> None:
     problems = CHECKS[name](broken)
