@@ -21,8 +21,19 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 SETTING_NAME = re.compile(r"\bBROKER_[A-Z0-9_]*[A-Z0-9]\b")
 
 
+# an operator's own files beside compose.yaml (git-ignored: deploy/.gitignore), not ours
+LOCAL = ("secrets", ".env")
+
+
+def deploy_files() -> list[Path]:
+    """The files of deploy/, without an operator's keyring or .env."""
+    return sorted(
+        p for p in DEPLOY.rglob("*") if p.is_file() and p.relative_to(DEPLOY).parts[0] not in LOCAL
+    )
+
+
 def yaml_files() -> list[Path]:
-    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
+    return [p for p in deploy_files() if p.suffix in (".yaml", ".yml")]
 
 
 def load_all(path: Path) -> list[Any]:

@@ -8,9 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import DEPLOY, OPERATIONS, SETTING_NAME, section, unknown_settings
+from tests.deploy.files import (
+    DEPLOY,
+    OPERATIONS,
+    SETTING_NAME,
+    deploy_files,
+    section,
+    unknown_settings,
+)
 
-DEPLOY_FILES = sorted(p for p in DEPLOY.rglob("*") if p.is_file())
+DEPLOY_FILES = deploy_files()
 
 
 @pytest.mark.parametrize("path", DEPLOY_FILES, ids=lambda p: p.relative_to(DEPLOY).as_posix())
