@@ -105,8 +105,8 @@ def test_a_broker_is_configured_by_variables_and_the_keyring_secret(
     assert source.parent == DEPLOY / "secrets"
     assert "secrets/" in (DEPLOY / ".gitignore").read_text().split()  # never committed
     # the admin token comes from the operator's environment, never a value in the file
-    assert INTERPOLATION.fullmatch(env["BROKER_ADMIN_TOKEN"])
-    assert INTERPOLATION.match(env["BROKER_ADMIN_TOKEN"]).group(1) == "BROKER_ADMIN_TOKEN"  # type: ignore[union-attr]
+    from_env = INTERPOLATION.fullmatch(env["BROKER_ADMIN_TOKEN"])
+    assert from_env is not None and from_env.group(1) == "BROKER_ADMIN_TOKEN"
     # shared state in the compose file's Redis
     assert env["BROKER_STORE"].startswith("redis://redis:")
     settings = settings_from_env({k: resolved(v) for k, v in env.items()}, monkeypatch)
