@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from broker.errors import ConfigError
+from broker.logs import LogFormat, LogLevel
 
 WHSEC_PREFIX = "whsec_"
 MIN_EVENTS_SECRET_BYTES = 16
@@ -98,12 +99,25 @@ class Settings(BaseSettings):
     events_pull_delay: float = Field(default=2.0, ge=0, le=300)
     """GET /v1/events lists an event only once it is this many seconds old, so an event
     still on its way into the log cannot land behind a consumer's cursor."""
+    log_format: LogFormat = "text"
+    """`json`: one JSON object per log line, for a log shipper (broker/logs.py)."""
+    log_level: LogLevel = "INFO"
     dev: bool = False
     """Set by `broker serve --dev`: local keyring and admin token under ./broker-data."""
 
     _split_lists = field_validator(
         "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
     )(_split)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("store")
     @classmethod

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Literal
 
 from aiohttp import web
@@ -13,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from broker import metrics
 from broker.config import Settings
+from broker.logs import LogFormat, LogLevel, configure_logging
 from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 
@@ -81,3 +85,31 @@ def background_errors(loop: str) -> float:
         if line.startswith(prefix):
             return float(line.removeprefix(prefix))
     return 0.0
+
+
+@contextmanager
+def broker_logging(
+    log_format: LogFormat = "json", level: LogLevel = "DEBUG"
+) -> Iterator[io.StringIO]:
+    """Logging as `broker serve` configures it, into a buffer; pytest's own capture handlers
+    and levels are put back afterwards."""
+    root = logging.getLogger()
+    handlers, old_level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging(log_format, level, stream)
+    try:
+        yield stream
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(old_level)
+        logging.captureWarnings(False)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of a JSON log, parsed: a line that is not one JSON object fails here."""
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all(isinstance(line, dict) for line in lines)
+    return lines

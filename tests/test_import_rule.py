@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "broker"
 # layer -> broker modules it may import (by prefix); lower layers never import higher ones
 BASE = (
     "broker.errors",
+    "broker.logs",
     "broker.metrics",
     "broker.manifest",
     "broker.config",
@@ -42,6 +43,7 @@ def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         (
             "broker.oauth",
             "broker.crypto",
+            "broker.logs",
             "broker.metrics",
             "broker.errors",
             "broker.manifest",

@@ -12,6 +12,7 @@ from typing import Any
 
 from broker.config import Settings, load_settings
 from broker.crypto import Keyring, save_keyring
+from broker.logs import configure_logging
 
 DEV_DIR = Path("broker-data")
 
@@ -46,12 +47,14 @@ def _serve(args: argparse.Namespace) -> int:
     from broker.web.app import create_app
     from broker.web.state import CATALOG
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format, settings.log_level)
     app = create_app(settings)
-    print(
-        f"broker: serving {len(app[CATALOG])} connectors on "
-        f"http://{settings.host}:{settings.port} (store {_store_label(settings)})",
-        flush=True,
+    logging.getLogger("broker").info(
+        "serving %d connectors on http://%s:%d (store %s)",
+        len(app[CATALOG]),
+        settings.host,
+        settings.port,
+        _store_label(settings),
     )
     # Everything built so far (catalog, models, modules) lives as long as the process: keep
     # it out of the cyclic collector's way, which otherwise rescans it on every full pass.

@@ -1,6 +1,8 @@
-"""Access log without query strings (callbacks carry `code` and `state` in theirs) and with
-connect-session tokens masked (the path itself is a one-time credential). Successful runtime
-reads are not logged here: the audit log already records each one, by name and outcome."""
+"""The access log: one line per request with its route template (never the path: a connect
+link's path is a one-time credential, and no query string is ever logged: callbacks carry
+`code` and `state` in theirs), status and duration; the request's ids come from its log
+scope (broker/logs.py). Successful runtime reads are not logged here: the audit log already
+records each one, by name and outcome."""
 
 from __future__ import annotations
 
@@ -8,19 +10,30 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from broker.web.request_guard import is_runtime_path, loggable_path
+from broker.logs import CURRENT
+from broker.web.request_guard import is_runtime_path, route_template
 
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        path = request.path
-        if response.status < 400 and is_runtime_path(path):
+        if response.status < 400 and is_runtime_path(request.path):
             return  # the audit log records every runtime read; a second line per read is cost
+        scope = CURRENT.get()
+        # no scope: aiohttp answered before any route ran (a request it could not parse)
+        route = scope.route if scope is not None else route_template(request)
+        duration_ms = round(time * 1000, 1)
         self.logger.info(
             '%s "%s %s" %s %.1fms',
             request.remote,
             request.method,
-            loggable_path(path),
+            route,
             response.status,
-            time * 1000,
+            duration_ms,
+            extra={
+                "method": request.method,
+                "route": route,
+                "status": response.status,
+                "duration_ms": duration_ms,
+                "remote": request.remote,
+            },
         )

@@ -1,4 +1,5 @@
-"""The per-route request guard: body limit, authentication by path, JSON errors, metrics.
+"""The per-route request guard: body limit, authentication by path, JSON errors, metrics,
+the request id and the log scope.
 
 Every route's handler is wrapped by `handled` when the app is built, and one catch-all route
 (`UNMATCHED`) answers paths and methods no route has, so every request, routed or not, goes
@@ -19,6 +20,7 @@ from aiohttp.typedefs import Handler
 from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
 from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
+from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
 from broker.web.pages import error_page
 from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
 
@@ -79,10 +81,12 @@ async def unmatched(request: web.Request) -> NoReturn:
 
 async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request (each step here costs every request, the runtime hot path included):
-    `guard` it, then turn every failure into `{"error", "message"}`, and count it.
-    Unexpected errors say nothing more (an exception's text may hold a value we must not
-    echo)."""
+    open its log scope, `guard` it, then turn every failure into `{"error", "message"}`,
+    count it, and answer its request id. Unexpected errors say nothing more (an exception's
+    text may hold a value we must not echo)."""
     started = time.perf_counter()
+    route = route_template(request)
+    scope = begin_request(request.headers.get(REQUEST_ID_HEADER), request.method, route)
     try:
         guard(request)
         response = await handler(request)
@@ -92,25 +96,32 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         exc2 = PayloadTooLarge("request body is too large")
         response = _error(request, exc2.code, str(exc2), exc2.status)
     except web.HTTPException as exc:
-        if exc.status < 400:
-            _count(request, exc.status, started)  # redirects
+        if exc.status < 400:  # redirects
+            exc.headers[REQUEST_ID_HEADER] = scope.request_id
+            _count(request.method, route, exc.status, started)
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         response = _error(request, code, exc.reason, exc.status)
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, loggable_path(request.path))
+        log.exception("unhandled error on %s %s", request.method, route)
         response = _error(request, "internal_error", "internal error", 500)
-    _count(request, response.status, started)
+    response.headers[REQUEST_ID_HEADER] = scope.request_id
+    _count(request.method, route, response.status, started)
     return response
 
 
-def _count(request: web.Request, status: int, started: float) -> None:
-    # the route's template, never the path: a path can hold a connect token
-    resource = request.match_info.route.resource
-    route = UNMATCHED if resource is None or resource.name == UNMATCHED else resource.canonical
-    metrics.HTTP.observe(request.method, route, status, time.perf_counter() - started)
+def route_template(request: web.BaseRequest) -> str:
+    """The request's route as registered (`/connect/{token}`), never its path: a path can
+    hold a connect token. `unmatched` where no route matched (or before routing)."""
+    match_info = request.match_info if isinstance(request, web.Request) else None
+    resource = match_info.route.resource if match_info is not None else None
+    return UNMATCHED if resource is None or resource.name == UNMATCHED else resource.canonical
+
+
+def _count(method: str, route: str, status: int, started: float) -> None:
+    metrics.HTTP.observe(method, route, status, time.perf_counter() - started)
 
 
 MAX_BODY_BYTES = 256 * 1024
@@ -130,14 +141,11 @@ def guard(request: web.Request) -> None:
     if path.startswith("/v1/"):
         if is_runtime_path(path):
             keyring = request.app[KEYRING].current
-            request[GRANT] = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
+            grant = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
+            request[GRANT] = grant
+            note_connection(grant.connection_id, grant.tenant_id)
         else:
             _check_admin(request)
-
-
-def loggable_path(path: str) -> str:
-    """`path` as a log line may show it: a connect link's path is a one-time credential."""
-    return "/connect/<token>" if path.startswith("/connect/") else path
 
 
 def is_runtime_path(path: str) -> bool:

@@ -114,7 +114,7 @@ async def test_an_unexpected_error_logs_no_connect_token(
     for method in ("GET", "POST"):
         resp = await client.request(method, path, data={"api_key": CANARY})
         assert resp.status == 500
-    assert "unhandled error on GET /connect/<token>" in caplog.text
+    assert "unhandled error on GET /connect/{token}" in caplog.text
     assert token not in caplog.text
     assert CANARY not in caplog.text
 

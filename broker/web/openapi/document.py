@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 from pydantic_core import CoreSchema
 
+from broker.logs import REQUEST_ID_HEADER
 from broker.web.openapi.spec import Operation, Param, Reply, Schema, operation_of
 from broker.web.request_guard import (
     BROWSER_PATHS,
@@ -46,8 +47,15 @@ INFO = {
     "description": (
         'JSON everywhere; every error is `{"error": "<code>", "message": "..."}`. '
         "Times are ISO-8601 UTC. Admin routes take the admin bearer token, "
-        "/v1/runtime/ routes a runtime token."
+        "/v1/runtime/ routes a runtime token. Every response carries `X-Request-Id`: the "
+        "request's own `X-Request-Id` when it is 1 to 128 of `A-Za-z0-9._-`, else a new "
+        "id; the broker's log lines for the request carry it too."
     ),
+}
+REQUEST_ID = {
+    "description": "the request's id, as its log lines carry it",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
 }
 
 
@@ -77,7 +85,11 @@ def create_document(router: web.UrlDispatcher, version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {**INFO, "version": version},
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": SECURITY_SCHEMES},
+        "components": {
+            "schemas": components,
+            "securitySchemes": SECURITY_SCHEMES,
+            "headers": {"RequestId": REQUEST_ID},
+        },
     }
 
 
@@ -186,11 +198,13 @@ def _response(reply: Reply, refs: Refs) -> Schema:
         out["content"] = {"application/json": {"schema": reply.schema}}
     elif reply.media is not None:
         out["content"] = {reply.media: {"schema": {"type": "string"}}}
-    if reply.headers:
-        out["headers"] = {
+    out["headers"] = {
+        REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"},
+        **{
             name: {"description": text, "schema": {"type": "string", "format": "uri"}}
             if name == "Location"
             else {"description": text, "schema": {"type": "string"}}
             for name, text in reply.headers.items()
-        }
+        },
+    }
     return out

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
+from broker.logs import note_connection
 from broker.manifest import Manifest
 from broker.services import connect_sessions, oauth_connect
 from broker.services.context import Context
@@ -63,6 +64,7 @@ def dead_link_page() -> web.Response:
 async def create_session(request: web.Request, body: CreateConnectSession) -> web.Response:
     ctx = request.app[CONTEXT]
     token, session = await connect_sessions.create(ctx, body.model_dump(exclude_unset=True))
+    note_connection(session.connection_id, session.tenant_id)
     return web.json_response(
         {
             "token": token,
@@ -97,6 +99,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     session = await connect_sessions.load(ctx, token)
     if session is None:
         return dead_link_page()
+    note_connection(session.connection_id, session.tenant_id)
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
         return _form(ctx, token, manifest, session)
@@ -148,6 +151,7 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
     session = await connect_sessions.load(ctx, token)
     if session is None:
         return dead_link_page()
+    note_connection(session.connection_id, session.tenant_id)
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode != "api_key":
         return error_page("invalid_request", "This connector connects with OAuth.", 400)
@@ -168,6 +172,7 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
         )
         return _form(ctx, token, manifest, claim.session, problems, values)
     await connect_sessions.finish(ctx, claim)
+    note_connection(conn.id, conn.tenant_id)
     location = connect_sessions.return_to(
         session.return_url, status="connected", connection_id=conn.id
     )

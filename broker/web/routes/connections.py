@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from broker.errors import InvalidRequest
+from broker.logs import note_connection
 from broker.services import connections, settings_versions
 from broker.web.openapi.spec import Operations, json_body, json_reply, path, query, schema_of
 from broker.web.state import CONTEXT
@@ -102,6 +103,7 @@ async def create_connection(request: web.Request, body: CreateConnection) -> web
     conn = await connections.create_direct_connection(
         ctx, body.tenant_id, body.connector, body.settings
     )
+    note_connection(conn.id, conn.tenant_id)
     return web.json_response(connection_view(ctx, conn), status=201)
 
 
@@ -133,6 +135,7 @@ async def list_connections(request: web.Request) -> web.Response:
 async def get_connection(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT]
     conn, _ = await connections.get(ctx, request.match_info["connection_id"])
+    note_connection(conn.id, conn.tenant_id)
     return web.json_response(connection_view(ctx, conn))
 
 
@@ -163,6 +166,7 @@ async def delete_connection(request: web.Request) -> web.Response:
     result = await connections.delete(
         request.app[CONTEXT], request.match_info["connection_id"], force=force == "true"
     )
+    note_connection(result["id"], None)
     return web.json_response(result)
 
 
@@ -178,6 +182,7 @@ async def delete_connection(request: web.Request) -> web.Response:
 async def change_settings(request: web.Request, body: ChangeSettings) -> web.Response:
     ctx = request.app[CONTEXT]
     conn = await settings_versions.change(ctx, request.match_info["connection_id"], body.settings)
+    note_connection(conn.id, conn.tenant_id)
     return web.json_response(connection_view(ctx, conn))
 
 
@@ -191,6 +196,7 @@ async def change_settings(request: web.Request, body: ChangeSettings) -> web.Res
 )
 async def list_settings_versions(request: web.Request) -> web.Response:
     conn, _ = await connections.get(request.app[CONTEXT], request.match_info["connection_id"])
+    note_connection(conn.id, conn.tenant_id)
     kept = settings_versions.versions(conn)
     for item in kept:
         item["created_at"] = iso(item["created_at"])
@@ -215,4 +221,5 @@ async def list_settings_versions(request: web.Request) -> web.Response:
 async def rollback_settings(request: web.Request, body: Rollback) -> web.Response:
     ctx = request.app[CONTEXT]
     conn = await settings_versions.rollback(ctx, request.match_info["connection_id"], body.version)
+    note_connection(conn.id, conn.tenant_id)
     return web.json_response(connection_view(ctx, conn))

@@ -11,6 +11,7 @@ from pydantic_core import to_json
 
 from broker.crypto.runtime_tokens import RuntimeGrant, create_runtime_token
 from broker.errors import InvalidRequest, RateLimited
+from broker.logs import note_connection
 from broker.services import connections, runtime_access
 from broker.services.records import StoredToken, check_tenant_id
 from broker.web.openapi.spec import (
@@ -103,6 +104,7 @@ REFRESH_ERRORS = {
 async def mint(request: web.Request, body: MintRuntimeToken) -> web.Response:
     ctx = request.app[CONTEXT]
     conn, _ = await connections.get(ctx, body.connection_id)
+    note_connection(conn.id, conn.tenant_id)
     manifest = ctx.catalog.get(conn.connector)
     token, grant = create_runtime_token(
         request.app[KEYRING].current,
