@@ -62,3 +62,17 @@ class BrokerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def broker_cli(env: dict[str, str], *args: str) -> str:
+    """Run `broker <args>` (e.g. `keys rewrap`) as an operator would; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return result.stdout + result.stderr

@@ -5,9 +5,6 @@ not one write is lost, and every record ends under the new key."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pytest
 
 from broker.crypto import Keyring, save_keyring
 from tests.e2e.harness import free_port
-from tests.e2e.processes import ROOT, BrokerProcess
+from tests.e2e.processes import BrokerProcess, broker_cli
 from tests.helpers import ADMIN_TOKEN, admin
 from tests.store.redis_servers import RedisServer
 
@@ -29,19 +26,6 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "broker.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout + result.stderr
 
 
 async def wait_keyring(
@@ -133,13 +117,13 @@ async def test_full_rotation_under_load(redis: RedisServer, tmp_path: Path) -> N
                 asyncio.create_task(writer())
             ]
             await asyncio.sleep(0.5)
-            cli(env, "keys", "add", "--id", "k-new")
+            broker_cli(env, "keys", "add", "--id", "k-new")
             await wait_keyring(session, urls, "k-old", ["k-new", "k-old"])
-            cli(env, "keys", "promote", "k-new")
+            broker_cli(env, "keys", "promote", "k-new")
             await wait_keyring(session, urls, "k-new", ["k-new", "k-old"])
-            summary = await asyncio.to_thread(cli, env, "keys", "rewrap")
+            summary = await asyncio.to_thread(broker_cli, env, "keys", "rewrap")
             await asyncio.sleep(2.5)  # runtime tokens signed with k-old (2 s TTL) have expired
-            retired = await asyncio.to_thread(cli, env, "keys", "retire", "k-old")
+            retired = await asyncio.to_thread(broker_cli, env, "keys", "retire", "k-old")
             await wait_keyring(session, urls, "k-new", ["k-new"])
             await asyncio.sleep(1.0)  # keep the load on after the retirement
             stop.set()
@@ -158,7 +142,7 @@ async def test_full_rotation_under_load(redis: RedisServer, tmp_path: Path) -> N
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 assert (await got.json())["value"] == value
-            final = cli(env, "keys", "status")
+            final = broker_cli(env, "keys", "status")
             assert "k-old" not in final
     finally:
         stop.set()

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from broker.errors import BrokerError, InvalidRequest
+from broker.logs import note_connection
 from broker.manifest import WEBHOOK_SCHEMES
 from broker.services import webhook_verify
 from broker.web.openapi.spec import Operations, json_reply, query
@@ -76,10 +77,13 @@ async def verify(request: web.Request) -> web.Response:
     except BrokerError as exc:
         if exc.status >= 500 or exc.code in ("not_found", "invalid_request"):
             raise
+        # a verdict on the delivery comes after the connection was found: a known id
+        note_connection(connection_id, None)
         # a verdict on the delivery, in the error shape plus `valid`
         return web.json_response(
             {"valid": False, "error": exc.code, "message": str(exc)}, status=exc.status
         )
+    note_connection(connection_id, None)
     return web.json_response(
         {
             "valid": True,
