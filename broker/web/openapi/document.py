@@ -7,7 +7,8 @@ declared pydantic models, in `components/schemas` under their titles. The rules 
 guard applies to every route are applied here the same way, by path: /v1/runtime/* takes
 the `runtime` bearer token and every other /v1/* path the `admin` one (401 without it); a
 request body can be too large (413); an operation that touches the store answers 503 when
-the store is down; on a browser's paths every failure is an HTML page.
+the store is down; on a browser's paths every failure is an HTML page; every answer carries
+`X-Request-Id`.
 """
 
 from __future__ import annotations
