@@ -210,20 +210,22 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+async def connect_link(api: Recorder, connector: str) -> str:
+    """A connect session's link path; its token is a canary."""
+    session = {"tenant_id": "tenant-a", "connector": connector, "return_url": RETURN_URL}
+    link, _ = await api.call("POST", "/v1/connect-sessions", 201, headers=ADMIN, json=session)
+    path = urlsplit(link["connect_url"]).path
+    api.canaries.add(path.rsplit("/", 1)[1])
+    return path
+
+
 async def connect_with_oauth(api: Recorder) -> str:
     """The Connect button against the real provider; the new connection's id."""
     app = {"client_id": "redact-client", "client_secret": CLIENT_SECRET}
     await api.call("PUT", "/v1/oauth-apps/redact", 200, headers=ADMIN, json=app)
-    link, _ = await api.call(
-        "POST",
-        "/v1/connect-sessions",
-        201,
-        headers=ADMIN,
-        json={"tenant_id": "tenant-a", "connector": "redact", "return_url": RETURN_URL},
-    )
-    api.canaries.add(urlsplit(link["connect_url"]).path.rsplit("/", 1)[1])
+    link = await connect_link(api, "redact")
     async with browser() as tenant:
-        callback = await to_callback(tenant, link["connect_url"], BROKER_URL)
+        callback = await to_callback(tenant, BROKER_URL + link, BROKER_URL)
         api.canaries.add(query_of(callback)["code"])
         status, _, done = await follow_callback(tenant, callback)
     assert (status, done["status"]) == (302, "connected"), done
@@ -232,15 +234,7 @@ async def connect_with_oauth(api: Recorder) -> str:
 
 async def connect_with_the_form(api: Recorder) -> str:
     """An API-key connector's settings form, first with a problem; the connection's id."""
-    link, _ = await api.call(
-        "POST",
-        "/v1/connect-sessions",
-        201,
-        headers=ADMIN,
-        json={"tenant_id": "tenant-a", "connector": "stripe", "return_url": RETURN_URL},
-    )
-    form = urlsplit(link["connect_url"]).path
-    api.canaries.add(form.rsplit("/", 1)[1])
+    form = await connect_link(api, "stripe")
     await api.call("GET", form, 200)
     await api.call("POST", form, 400, data={"api_key": "", "webhook_secret": API_KEY})
     settings = {"api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET}
