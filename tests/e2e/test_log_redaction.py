@@ -214,7 +214,7 @@ async def connect_link(api: Recorder, connector: str) -> str:
     """A connect session's link path; its token is a canary."""
     session = {"tenant_id": "tenant-a", "connector": connector, "return_url": RETURN_URL}
     link, _ = await api.call("POST", "/v1/connect-sessions", 201, headers=ADMIN, json=session)
-    path = urlsplit(link["connect_url"]).path
+    path = urlsplit(str(link["connect_url"])).path
     api.canaries.add(path.rsplit("/", 1)[1])
     return path
 
