@@ -13,16 +13,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from broker import oauth
-from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed, VersionConflict
+from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed
 from broker.manifest import Manifest, fill_template, settings_schema
-from broker.services import events, oauth_apps, records
+from broker.services import cas, events, oauth_apps, records
 from broker.services.context import Context
 from broker.services.provider_http import send
 from broker.services.records import Connection, TenantIndex
 from broker.services.runtime_check import test_settings
 from broker.store import keys
-
-CAS_RETRIES = 20
 
 
 async def create_direct_connection(
@@ -122,19 +120,20 @@ async def index_remove(ctx: Context, tenant_id: str, connection_id: str) -> None
 async def _update_index(
     ctx: Context, tenant_id: str, change: Callable[[list[str]], list[str]]
 ) -> None:
-    key = keys.tenant_connections(tenant_id)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, TenantIndex)
-        index, version = found if found else (TenantIndex(), 0)
-        updated = change(index.connection_ids)
-        if updated == index.connection_ids and found is not None:
-            return
-        try:
-            await records.save(ctx.store, key, TenantIndex(connection_ids=updated), version)
-            return
-        except VersionConflict:
-            continue
-    raise VersionConflict(f"tenant index of {tenant_id!r} is too contended; retry")
+    async def apply(index: TenantIndex | None) -> TenantIndex | None:
+        ids = index.connection_ids if index is not None else []
+        updated = change(ids)
+        if updated == ids and index is not None:
+            return None
+        return TenantIndex(connection_ids=updated)
+
+    await cas.update(
+        ctx.store,
+        keys.tenant_connections(tenant_id),
+        TenantIndex,
+        apply,
+        contended=f"tenant index of {tenant_id!r} is too contended; retry",
+    )
 
 
 def merged_settings(connection: Connection) -> Mapping[str, Any]:

@@ -33,7 +33,7 @@ import aiohttp
 from broker import metrics
 from broker.config import events_signing_key
 from broker.errors import VersionConflict
-from broker.services import event_outbox, events, records
+from broker.services import cas, event_outbox, events, records
 from broker.services.context import Context
 from broker.services.polling import poll_forever
 from broker.services.records import Delivery, Event, EventQueue, LoggedEvent
@@ -201,20 +201,20 @@ class EventWorker:
         return False
 
     async def _pop(self, key: str, event_id: str) -> None:
-        for _ in range(event_outbox.CAS_RETRIES):
-            found = await records.load(self.ctx.store, key, EventQueue)
-            if found is None or event_id not in found[0].pending:
-                return
-            queue, version = found
+        async def remove(queue: EventQueue | None) -> EventQueue | None:
+            if queue is None or event_id not in queue.pending:
+                return None
             pending = [i for i in queue.pending if i != event_id]
-            try:
-                await records.save(
-                    self.ctx.store, key, queue.model_copy(update={"pending": pending}), version
-                )
-                return
-            except VersionConflict:
-                continue  # an enqueue: read again
-        raise VersionConflict(f"the event queue {key} kept changing")
+            return queue.model_copy(update={"pending": pending})
+
+        # a lost write is an enqueue: read again
+        await cas.update(
+            self.ctx.store,
+            key,
+            EventQueue,
+            remove,
+            contended=f"the event queue {key} kept changing",
+        )
 
     async def _send(self, event: Event) -> str | None:
         """POST one event; None on a 2xx, else a short error code."""

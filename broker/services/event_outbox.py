@@ -21,8 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 
-from broker.errors import VersionConflict
-from broker.services import records
+from broker.services import cas, records
 from broker.services.context import Context
 from broker.services.records import (
     Connection,
@@ -41,7 +40,6 @@ RECOVERY_DELAY = 10.0
 beyond one store write (2 s deadline), so the entry never fires before its write landed."""
 LOCK_TTL = 10.0
 LOCK_POLL = (0.01, 0.04)
-CAS_RETRIES = 20
 
 
 def stream_record(stream: str) -> tuple[str, type[Outboxed]]:
@@ -94,22 +92,30 @@ async def move(ctx: Context, stream: str, *, wait: float = 0.0) -> bool:
 
 async def _move_locked(ctx: Context, stream: str) -> None:
     key, model = stream_record(stream)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, model)
-        if found is None or not found[0].outbox:
-            return
-        record, version = found
-        for event in record.outbox:
+    moving: list[Event] = []
+
+    async def take_outbox(record: Outboxed | None) -> Outboxed | None:
+        nonlocal moving
+        if record is None or not record.outbox:
+            return None
+        moving = record.outbox
+        for event in moving:
             await _log(ctx, stream, event)
-        await _enqueue(ctx, stream, record.outbox)
-        try:
-            await records.save(ctx.store, key, record.model_copy(update={"outbox": []}), version)
-        except VersionConflict:
-            continue  # a newer write, perhaps with more events: the steps above repeat harmlessly
-        for event in record.outbox:
+        await _enqueue(ctx, stream, moving)
+        # a lost write means a newer one, perhaps with more events: these steps repeat
+        # harmlessly on the next attempt
+        return record.model_copy(update={"outbox": []})
+
+    result = await cas.update(
+        ctx.store,
+        key,
+        model,
+        take_outbox,
+        contended=f"the event outbox of {stream} kept changing; the worker will retry",
+    )
+    if result.written:
+        for event in moving:
             await ctx.store.unschedule(keys.event_outbox_due(stream, event.id))
-        return
-    raise VersionConflict(f"the event outbox of {stream} kept changing; the worker will retry")
 
 
 async def _log(ctx: Context, stream: str, event: Event) -> None:
@@ -144,19 +150,20 @@ async def _enqueue(ctx: Context, stream: str, events: Sequence[Event]) -> None:
     if not ctx.settings.events_url:
         return  # pull only: nothing would ever drain the queue
     key = keys.event_queue(stream)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, EventQueue)
-        queue, version = found if found else (EventQueue(), 0)
+
+    async def append(found: EventQueue | None) -> EventQueue | None:
+        queue = found if found is not None else EventQueue()
         last = queue.last_enqueued
         new = [e.id for e in events if last is None or e.id > last]
         if not new:
-            break
-        updated = EventQueue(pending=[*queue.pending, *new], last_enqueued=new[-1])
-        try:
-            await records.save(ctx.store, key, updated, version)
-            break
-        except VersionConflict:
-            continue
-    else:
-        raise VersionConflict(f"the event queue of {stream} kept changing; the worker will retry")
+            return None
+        return EventQueue(pending=[*queue.pending, *new], last_enqueued=new[-1])
+
+    await cas.update(
+        ctx.store,
+        key,
+        EventQueue,
+        append,
+        contended=f"the event queue of {stream} kept changing; the worker will retry",
+    )
     await ctx.store.schedule(key, ctx.clock())

@@ -13,17 +13,16 @@ Reading: `list_after` pages the log in id order for pull consumers (GET /v1/even
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker.errors import BrokerError, Conflict, VersionConflict
-from broker.services import event_outbox, records
+from broker.errors import BrokerError, Conflict, NotFound
+from broker.services import cas, event_outbox, records
 from broker.services.context import Context
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
 from broker.store import keys
@@ -128,6 +127,37 @@ async def save(
     return version
 
 
+async def update_connection(
+    ctx: Context,
+    connection_id: str,
+    change: Callable[[Connection], Connection | None],
+    *,
+    contended: str,
+    fence: Fence | None = None,
+) -> tuple[Connection, bool]:
+    """`cas.update` of a connection record whose change may add events (`add`): they are
+    armed before every attempt and moved into the log after the one that lands, as `save`
+    does. `change` answers None to write nothing, and may raise to abort. Returns the record
+    as written, or as read with False when nothing was; `NotFound` without a record."""
+
+    async def apply(conn: Connection | None) -> Connection | None:
+        if conn is None:
+            raise NotFound(f"no connection {connection_id!r}")
+        updated = change(conn)
+        if updated is not None and updated.outbox:
+            await event_outbox.arm(ctx, connection_id, updated.outbox)
+        return updated
+
+    if not records.is_connection_id(connection_id):
+        raise NotFound(f"no connection {connection_id!r}")
+    key = keys.connection(connection_id)
+    result = await cas.update(ctx.store, key, Connection, apply, contended=contended, fence=fence)
+    assert result.record is not None  # `apply` raised otherwise
+    if result.written and result.record.outbox:
+        await _flush(ctx, connection_id)
+    return result.record, result.written
+
+
 async def _flush(ctx: Context, stream: str) -> None:
     try:
         await event_outbox.move(ctx, stream, wait=FLUSH_WAIT)
@@ -139,20 +169,25 @@ async def _flush(ctx: Context, stream: str) -> None:
 async def emit_global(ctx: Context, type: str, data: Mapping[str, Any]) -> Event:
     """Emit an event that belongs to no connection (`keys.rewrap_completed`): durable once
     this returns, delivered in order with the other global events."""
-    key = keys.global_events()
-    for _ in range(event_outbox.CAS_RETRIES):
-        found = await records.load(ctx.store, key, GlobalEvents)
-        stream, version = found if found else (GlobalEvents(), 0)
+
+    async def append(found: GlobalEvents | None) -> GlobalEvents:
+        stream = found if found is not None else GlobalEvents()
         event = _event(ctx, stream, type, data, None)
-        update = {"outbox": [*stream.outbox, event], "last_event_id": event.id}
         await event_outbox.arm(ctx, keys.GLOBAL_EVENTS, [event])
-        try:
-            await records.save(ctx.store, key, stream.model_copy(update=update), version)
-        except VersionConflict:
-            continue
-        await _flush(ctx, keys.GLOBAL_EVENTS)
-        return event
-    raise VersionConflict("the global event stream is too contended; retry")
+        return stream.model_copy(
+            update={"outbox": [*stream.outbox, event], "last_event_id": event.id}
+        )
+
+    result = await cas.update(
+        ctx.store,
+        keys.global_events(),
+        GlobalEvents,
+        append,
+        contended="the global event stream is too contended; retry",
+    )
+    await _flush(ctx, keys.GLOBAL_EVENTS)
+    assert result.record is not None
+    return result.record.outbox[-1]
 
 
 async def delete_connection(ctx: Context, connection_id: str, data: Mapping[str, Any]) -> None:
@@ -161,29 +196,28 @@ async def delete_connection(ctx: Context, connection_id: str, data: Mapping[str,
     connection whose deletion is announced already (at-least-once); deleting it again
     finishes the job without a second event."""
     key = keys.connection(connection_id)
-    for _ in range(event_outbox.CAS_RETRIES):
-        found = await records.load(ctx.store, key, Connection)
-        if found is None:
-            return
-        conn, version = found
-        if not conn.events_closed:
-            closed = add(ctx, conn, "connection.deleted", data).model_copy(
-                update={"events_closed": True, "status": "revoked", "updated_at": ctx.clock()}
-            )
-            await event_outbox.arm(ctx, conn.id, closed.outbox)
-            with contextlib.suppress(VersionConflict):  # either way: read again
-                await records.save(ctx.store, key, closed, version)
-            continue
-        if conn.outbox:
-            if not await event_outbox.move(ctx, conn.id, wait=event_outbox.LOCK_TTL):
-                raise Conflict(f"the event outbox of {conn.id} is busy; retry the delete")
-            continue
-        try:
-            await ctx.store.delete(key, expect_version=version)
-            return
-        except VersionConflict:
-            continue  # a late write (a refresh finishing): look again
-    raise VersionConflict(f"{connection_id} kept changing while being deleted; retry")
+    contended = f"{connection_id} kept changing while being deleted; retry"
+
+    async def close(conn: Connection | None) -> Connection | None:
+        if conn is None or conn.events_closed:
+            return None
+        closed = add(ctx, conn, "connection.deleted", data).model_copy(
+            update={"events_closed": True, "status": "revoked", "updated_at": ctx.clock()}
+        )
+        await event_outbox.arm(ctx, conn.id, closed.outbox)
+        return closed
+
+    async def drop(conn: Connection | None) -> cas.Delete | None:
+        if conn is None:
+            return None
+        if conn.outbox and not await event_outbox.move(ctx, conn.id, wait=event_outbox.LOCK_TTL):
+            raise Conflict(f"the event outbox of {conn.id} is busy; retry the delete")
+        # after a move the version read is stale: the delete loses, and the next attempt
+        # reads the record with its outbox empty; a late write (a refresh finishing) the same
+        return cas.DELETE
+
+    await cas.update(ctx.store, key, Connection, close, contended=contended)
+    await cas.update(ctx.store, key, Connection, drop, contended=contended)
 
 
 async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]:

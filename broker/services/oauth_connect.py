@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from broker import metrics, oauth
-from broker.errors import BrokerError, InvalidRequest, VersionConflict
+from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import (
     connect_sessions,
@@ -243,12 +243,12 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
         await connections.create(ctx, connection)
         await refresh.schedule_next(ctx, connection)
         return connection
+
     # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
     # Not under the refresh lock: the new grant wins whenever it lands, and a refresh of the
     # old one in flight drops its result on seeing another token (`refresh_outcome`), so
     # the tenant's browser never waits on the old grant's provider call.
-    for _ in range(connections.CAS_RETRIES):
-        existing, version = await connections.get(ctx, record.connection_id)
+    def reconnect(existing: Connection) -> Connection:
         updated = existing.model_copy(
             update={
                 "status": "active",
@@ -258,16 +258,18 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
                 "updated_at": now,
             }
         )
-        updated = events.add(
+        return events.add(
             ctx,
             updated,
             "connection.reconnected",
             {"status": "active", "previous_status": existing.status},
         )
-        try:
-            await events.save(ctx, updated, version)
-            await refresh.schedule_next(ctx, updated)
-            return updated
-        except VersionConflict:
-            continue
-    raise VersionConflict("the connection kept changing during reconnect")
+
+    updated, _ = await events.update_connection(
+        ctx,
+        record.connection_id,
+        reconnect,
+        contended="the connection kept changing during reconnect",
+    )
+    await refresh.schedule_next(ctx, updated)
+    return updated

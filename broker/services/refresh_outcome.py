@@ -14,9 +14,9 @@ import logging
 import random
 
 from broker import metrics
-from broker.errors import NeedsReauth, ProviderError, VersionConflict
+from broker.errors import NeedsReauth, ProviderError
 from broker.oauth import OAuthError
-from broker.services import connections, events
+from broker.services import events
 from broker.services.context import Context
 from broker.services.records import Connection, RefreshState, StoredToken
 from broker.services.refresh_lock import HeldLock
@@ -66,10 +66,10 @@ async def write_token(
     when it ran out first): an unrelated write (settings) that won the race is kept. Not
     written (False, with the record as it is) when the record no longer holds the token
     that was spent."""
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         if conn.token != spent.token:
-            return conn, False
+            return None
         now = ctx.clock()
         refresh = RefreshState(last_refresh_at=now, last_forced_at=_forced_at(conn, forced_at))
         updated = conn.model_copy(update={"token": token, "refresh": refresh, "updated_at": now})
@@ -80,12 +80,15 @@ async def write_token(
                 "connection.recovered",
                 {"failures": conn.refresh.failures, "last_error": conn.refresh.last_error},
             )
-        try:
-            await events.save(ctx, updated, version, held.fence)
-            return updated, True
-        except VersionConflict:
-            continue
-    raise VersionConflict(f"could not persist the refreshed token of {spent.id}")
+        return updated
+
+    return await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not persist the refreshed token of {spent.id}",
+        fence=held.fence,
+    )
 
 
 async def record_failure(
@@ -93,10 +96,10 @@ async def record_failure(
 ) -> Connection:
     """Back off after a transient failure; the record as it is when a reconnect replaced the
     token meanwhile (the new grant starts with no failures)."""
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         if conn.token != spent.token:
-            return conn
+            return None
         now = ctx.clock()
         failures = conn.refresh.failures + 1
         delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
@@ -118,13 +121,18 @@ async def record_failure(
                 "connection.refresh_failed",
                 {"status": conn.status, "error": refresh.last_error, "failures": failures},
             )
-        try:
-            await events.save(ctx, updated, version)
-        except VersionConflict:
-            continue
-        await ctx.store.schedule(keys.connection(spent.id), now + delay)
         return updated
-    raise VersionConflict(f"could not record the refresh failure of {spent.id}")
+
+    conn, written = await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not record the refresh failure of {spent.id}",
+    )
+    if written:
+        assert conn.refresh.next_attempt_at is not None
+        await ctx.store.schedule(keys.connection(spent.id), conn.refresh.next_attempt_at)
+    return conn
 
 
 async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: str) -> StoredToken:
@@ -133,30 +141,34 @@ async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: st
     not save a dead grant. If another token replaced it (a reconnect, or a holder that took
     over a lapsed lock), that token is served instead while it is valid."""
     dead = _refresh_token(spent)
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         check_usable(conn)
         if _refresh_token(conn) != dead:
-            return old_or_fail(conn, ctx.clock())
+            return None
         now = ctx.clock()
         refresh = conn.refresh.model_copy(update={"last_error": reason, "last_error_at": now})
         updated = conn.model_copy(
             update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
         )
-        updated = events.add(
+        return events.add(
             ctx, updated, "connection.needs_reauth", {"status": "needs_reauth", "error": reason}
         )
-        try:
-            await events.save(ctx, updated, version)
-        except VersionConflict:
-            continue
-        await ctx.store.unschedule(keys.connection(spent.id))
-        ctx.audit.record(
-            actor="broker",
-            action="connection.needs_reauth",
-            tenant_id=conn.tenant_id,
-            connection_id=conn.id,
-            outcome=reason,
-        )
-        raise NeedsReauth(message)
-    raise VersionConflict(f"could not mark {spent.id} as needing reauthorization")
+
+    conn, written = await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not mark {spent.id} as needing reauthorization",
+    )
+    if not written:
+        return old_or_fail(conn, ctx.clock())
+    await ctx.store.unschedule(keys.connection(spent.id))
+    ctx.audit.record(
+        actor="broker",
+        action="connection.needs_reauth",
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        outcome=reason,
+    )
+    raise NeedsReauth(message)
