@@ -43,6 +43,10 @@ DELETE: Final = Delete()
 """What a change answers to delete the record it was given (on the version read)."""
 
 
+Change = Callable[[R | None], Awaitable[R | Delete | None]]
+"""What to write given the record as read (None: there is none); see the module docstring."""
+
+
 @dataclass(frozen=True, slots=True)
 class Updated(Generic[R]):
     record: R | None
@@ -56,7 +60,7 @@ async def update(
     store: SealedStore,
     key: str,
     model: type[R],
-    change: Callable[[R | None], Awaitable[R | Delete | None]],
+    change: Change[R],
     *,
     contended: str,
     fence: Fence | None = None,
