@@ -12,12 +12,10 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker import oauth
-from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed
-from broker.manifest import Manifest, fill_template, settings_schema
-from broker.services import cas, events, oauth_apps, records
+from broker.errors import InvalidRequest, NotFound, RevocationFailed
+from broker.manifest import Manifest, settings_schema
+from broker.services import cas, events, provider, records
 from broker.services.context import Context
-from broker.services.provider_http import send
 from broker.services.records import Connection, TenantIndex
 from broker.services.runtime_check import test_settings
 from broker.store import keys
@@ -33,7 +31,7 @@ async def create_direct_connection(
 
     tenant_id = records.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
-    oauth_config = manifest.connection.oauth
+    oauth_config = manifest.oauth
     if oauth_config is not None and oauth_config.type != "client_credentials":
         raise InvalidRequest(
             f"{manifest.key} connects with OAuth: create a connect session instead"
@@ -52,7 +50,7 @@ async def create_direct_connection(
         updated_at=now,
     )
     if oauth_config is not None:
-        token = await refresh.request_token(ctx, manifest, oauth_config, connection)
+        token = await provider.request_token(ctx, manifest, oauth_config, connection)
         connection = connection.model_copy(update={"token": token})
     await create(ctx, connection)
     if oauth_config is not None:
@@ -147,7 +145,7 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
     raises, unless `force`: then it is deleted anyway and the failure is reported.
     """
     connection, _ = await get(ctx, connection_id)
-    revocation = await _revoke(ctx, connection)
+    revocation = await provider.revoke(ctx, connection)
     if revocation.get("status") == "failed" and not force:
         raise RevocationFailed(
             f"revocation at the provider failed ({revocation['error']}); the connection is kept. "
@@ -160,37 +158,3 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
     await ctx.store.unschedule(keys.connection(connection.id))
     await index_remove(ctx, connection.tenant_id, connection.id)
     return {"id": connection.id, "deleted": True, "revocation": revocation}
-
-
-async def _revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
-    manifest = ctx.catalog.manifests.get(connection.connector)
-    config = manifest.connection.oauth if manifest else None
-    token = connection.token
-    if (
-        manifest is None
-        or config is None
-        or token is None
-        or config.revocation_url_template is None
-    ):
-        return {"status": "not_supported"}
-    hint: oauth.TokenTypeHint = "refresh_token" if token.refresh_token else "access_token"
-    try:
-        app = await oauth_apps.resolve(ctx, config.client.credential_key, connection.tenant_id)
-        url = fill_template(
-            config.revocation_url_template,
-            manifest,
-            tenant_id=connection.tenant_id,
-            connection_id=connection.id,
-            settings=connection.settings,
-        )
-        request = oauth.prepare_revocation_request(
-            url,
-            client=oauth_apps.client_auth(app, config),
-            token=token.refresh_token or token.access_token,
-            token_type_hint=hint,
-        )
-        answer = await send(ctx, request)
-        oauth.parse_revocation_response(answer.status, answer.content_type, answer.body)
-    except BrokerError as exc:
-        return {"status": "failed", "error": getattr(exc, "error", None) or exc.code}
-    return {"status": "revoked", "token_type_hint": hint}

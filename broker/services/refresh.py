@@ -18,10 +18,8 @@ import time
 
 from broker import metrics, oauth
 from broker.errors import BrokerError, LockLost, RateLimited, RefreshTimeout
-from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connections, oauth_apps, refresh_lock
+from broker.services import connections, provider, refresh_lock
 from broker.services.context import Context, InFlight
-from broker.services.provider_http import MAX_SECONDS, obtain_token
 from broker.services.records import Connection, StoredToken
 from broker.services.refresh_lock import HeldLock
 from broker.services.refresh_outcome import (
@@ -165,7 +163,7 @@ async def refresh_locked(
         ):
             return token
     manifest = ctx.catalog.get(conn.connector)
-    config = manifest.connection.oauth
+    config = manifest.oauth
     if config is None:
         raise BrokerError(f"{conn.connector} is not an OAuth connector")
     if config.type != "client_credentials" and (token is None or token.refresh_token is None):
@@ -177,7 +175,7 @@ async def refresh_locked(
     forced_at = ctx.clock() if force else None
     started = time.perf_counter()
     try:
-        fresh = await request_token(ctx, manifest, config, conn, seconds=seconds)
+        fresh = await provider.request_token(ctx, manifest, config, conn, seconds=seconds)
     except oauth.InvalidGrant:
         _count_refresh(manifest.key, "invalid_grant", started)
         message = f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
@@ -233,53 +231,6 @@ def _outcome(exc: oauth.OAuthError) -> str:
 def _count_refresh(connector: str, outcome: str, started: float) -> None:
     metrics.TOKEN_REFRESHES.inc(connector, outcome)
     metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
-
-
-async def request_token(
-    ctx: Context,
-    manifest: Manifest,
-    config: OAuthConfig,
-    conn: Connection,
-    *,
-    seconds: float = MAX_SECONDS,
-) -> StoredToken:
-    app = await oauth_apps.resolve(ctx, config.client.credential_key, conn.tenant_id)
-    url = fill_template(
-        config.token_url_template,
-        manifest,
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        settings=conn.settings,
-    )
-    client = oauth_apps.client_auth(app, config)
-    previous = conn.token.refresh_token if conn.token else None
-    if config.type == "client_credentials":
-        request = oauth.prepare_client_credentials_request(
-            url,
-            client=client,
-            scopes=config.scopes,
-            scope_separator=config.scope_separator,
-            extra_params=config.token_params,
-            encoding=config.token_request_encoding,
-        )
-    else:
-        assert previous is not None
-        request = oauth.prepare_refresh_request(
-            url,
-            client=client,
-            refresh_token=previous,
-            extra_params=config.token_params,
-            encoding=config.token_request_encoding,
-        )
-    return await obtain_token(
-        ctx,
-        request,
-        config,
-        previous_refresh_token=previous,
-        requested_scopes=conn.token.scopes if conn.token else config.scopes,
-        redact=[previous] if previous else [],
-        seconds=seconds,
-    )
 
 
 def _backing_off(conn: Connection, now: float) -> bool:

@@ -62,10 +62,9 @@ async def verify(
         then=count,
     ):
         if name == "client_secret":
-            assert manifest.connection.oauth is not None  # manifest checks guarantee it
-            app = await oauth_apps.resolve(
-                ctx, manifest.connection.oauth.client.credential_key, connection.tenant_id
-            )
+            config = manifest.oauth
+            assert config is not None  # manifest checks guarantee it
+            app = await oauth_apps.resolve(ctx, config.client.credential_key, connection.tenant_id)
             secrets = oauth_apps.client_secrets_within(app, grace, now)
         else:
             secrets = secret_values_within(connection, name, grace, now)
