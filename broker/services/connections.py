@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker.errors import InvalidRequest, NotFound, RevocationFailed
+from broker.errors import InvalidRequest, RevocationFailed
 from broker.manifest import Manifest, settings_schema
-from broker.services import cas, events, provider, records
+from broker.services import cas, events, provider, records, refresh
 from broker.services.context import Context
 from broker.services.records import Connection, TenantIndex
 from broker.services.runtime_check import test_settings
@@ -27,8 +27,6 @@ async def create_direct_connection(
     """A connection made without a browser: an API-key connector, or an OAuth
     `client_credentials` one (the broker fetches the app token now, proving the app works).
     Validate, test (testConnection), seal and store; nothing is stored on any failure."""
-    from broker.services import refresh  # refresh builds on this module
-
     tenant_id = records.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
     oauth_config = manifest.oauth
@@ -82,13 +80,7 @@ def connector_of(ctx: Context, key: Any) -> Manifest:
 async def get(ctx: Context, connection_id: str, *, cached: bool = False) -> tuple[Connection, int]:
     """The record and its version. `cached` reads through the hot-path cache: only for
     callers that do not write back what they read."""
-    found = None
-    if records.is_connection_id(connection_id):
-        load = records.load_cached if cached else records.load
-        found = await load(ctx.store, keys.connection(connection_id), Connection)
-    if found is None:
-        raise NotFound(f"no connection {connection_id!r}")
-    return found
+    return await records.load_connection(ctx.store, connection_id, cached=cached)
 
 
 async def list_for_tenant(ctx: Context, tenant_id: Any) -> list[Connection]:

@@ -208,7 +208,7 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
 
     # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
     # Not under the refresh lock: the new grant wins whenever it lands, and a refresh of the
-    # old one in flight drops its result on seeing another token (`refresh_outcome`), so
+    # old one in flight drops its result on seeing another token (`refresh.outcome`), so
     # the tenant's browser never waits on the old grant's provider call.
     def reconnect(existing: Connection) -> Connection:
         updated = existing.model_copy(

@@ -63,7 +63,7 @@ async def send(
     ctx: Context, request: TokenRequest, seconds: float = MAX_SECONDS
 ) -> ProviderResponse:
     """`seconds` bounds the whole exchange (at most `MAX_SECONDS`): a refresh passes what
-    its lock has left (`services.refresh_lock`)."""
+    its lock has left (`services.refresh.lock`)."""
     seconds = min(MAX_SECONDS, seconds)
     timeout = aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds))
     sent_at = ctx.clock()

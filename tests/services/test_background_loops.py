@@ -21,7 +21,7 @@ from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.event_delivery import EventWorker
 from broker.services.polling import poll_forever
-from broker.services.refresher import Refresher
+from broker.services.refresh import Refresher
 from broker.store import keys
 from broker.store.redis import RedisStore
 from broker.store.sealed import SealedStore

@@ -1,11 +1,11 @@
 """What a refresh writes when the provider has answered: the new token, a failure to back off
-from, or `needs_reauth`.
+from, or `needs_reauth`; and when the proactive refresher looks again (`schedule_next`).
 
-Each is a CAS loop on the connection record that first checks the record still holds the
-token the refresh spent. A reconnect stores a new grant's token without the refresh lock
-(see docs/architecture.md), so a refresh of the old grant that answers later must not put the
-old grant back, put the new one into backoff or mark it dead: the new grant wins, and the
-refresh result is dropped.
+Each is a CAS update of the connection record (`events.update_connection`) that first checks
+the record still holds the token the refresh spent. A reconnect stores a new grant's token
+without the refresh lock (see docs/architecture.md), so a refresh of the old grant that
+answers later must not put the old grant back, put the new one into backoff or mark it dead:
+the new grant wins, and the refresh result is dropped.
 """
 
 from __future__ import annotations
@@ -14,36 +14,22 @@ import logging
 import random
 
 from broker import metrics
-from broker.errors import NeedsReauth, ProviderError
+from broker.errors import NeedsReauth
 from broker.oauth import OAuthError
 from broker.services import events
 from broker.services.context import Context
 from broker.services.records import Connection, RefreshState, StoredToken
-from broker.services.refresh_lock import HeldLock
+from broker.services.refresh.lock import HeldLock
+from broker.services.refresh.policy import (
+    BACKOFF_JITTER,
+    backoff_delay,
+    check_usable,
+    next_refresh_at,
+    old_or_fail,
+)
 from broker.store import keys
 
 log = logging.getLogger("broker.refresh")
-
-BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
-
-
-def is_valid(token: StoredToken | None, now: float) -> bool:
-    return token is not None and (token.expires_at is None or token.expires_at > now)
-
-
-def check_usable(conn: Connection) -> None:
-    if conn.status != "active":
-        raise NeedsReauth(f"connection {conn.id} is {conn.status}: the tenant must reconnect")
-
-
-def old_or_fail(conn: Connection, now: float) -> StoredToken:
-    """After a transient failure: keep serving the old token while it is valid (DESIGN 5)."""
-    if conn.token is not None and is_valid(conn.token, now):
-        return conn.token
-    raise ProviderError(
-        f"the provider failed to refresh the token of {conn.id} ({conn.refresh.last_error}) "
-        "and the old one has expired"
-    )
 
 
 def dropped(connector: str, reason: str, connection_id: str) -> None:
@@ -102,7 +88,7 @@ async def record_failure(
             return None
         now = ctx.clock()
         failures = conn.refresh.failures + 1
-        delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+        delay = backoff_delay(failures, random.uniform(*BACKOFF_JITTER))
         refresh = conn.refresh.model_copy(
             update={
                 "last_error": exc.error
@@ -172,3 +158,13 @@ async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: st
         outcome=reason,
     )
     raise NeedsReauth(message)
+
+
+async def schedule_next(ctx: Context, conn: Connection) -> None:
+    """Put the connection in the due index for the proactive refresher (`Refresher`), or
+    take it out when there is nothing to refresh."""
+    at = next_refresh_at(conn, ctx.settings.refresh_margin, ctx.settings.idle_refresh_interval)
+    if at is None:
+        await ctx.store.unschedule(keys.connection(conn.id))
+    else:
+        await ctx.store.schedule(keys.connection(conn.id), at)

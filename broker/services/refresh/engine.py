@@ -2,8 +2,8 @@
 
 The one that takes the refresh lock re-reads the record (someone may have refreshed already),
 calls the provider within what is left of the lock, writes with CAS fenced by the lock
-(merging onto a newer record if an unrelated write won; `refresh_outcome`), and persists
-before releasing the lock. Everyone else polls the record for the new version (they never
+(merging onto a newer record if an unrelated write won; `outcome`), and persists before
+releasing the lock. Everyone else polls the record for the new version (they never
 queue through the lock) and, if the lock holder dies, takes the lock over once it expires.
 Providers that rotate refresh tokens revoke the whole grant when an old one is reused, so a
 second refresh of the same token would be data loss: that is what this prevents.
@@ -12,45 +12,37 @@ second refresh of the same token would be data loss: that is what this prevents.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 
 from broker import metrics, oauth
-from broker.errors import BrokerError, LockLost, RateLimited, RefreshTimeout
-from broker.services import connections, provider, refresh_lock
-from broker.services.context import Context, InFlight
-from broker.services.records import Connection, StoredToken
-from broker.services.refresh_lock import HeldLock
-from broker.services.refresh_outcome import (
-    check_usable,
+from broker.errors import BrokerError, LockLost, RefreshTimeout
+from broker.services import provider
+from broker.services.context import Context
+from broker.services.records import Connection, StoredToken, load_connection
+from broker.services.refresh import lock
+from broker.services.refresh.lock import HeldLock
+from broker.services.refresh.outcome import (
     dropped,
-    is_valid,
     needs_reauth,
-    old_or_fail,
     record_failure,
+    schedule_next,
     write_token,
+)
+from broker.services.refresh.policy import (
+    backing_off,
+    check_usable,
+    forced_recently,
+    is_fresh,
+    is_valid,
+    old_or_fail,
+    proactive_due,
+    serves,
 )
 from broker.store import keys
 
 WAIT_DEADLINE = 10.0
 POLL_INTERVAL = (0.02, 0.06)
-
-
-def effective_margin(token: StoredToken, wanted: float) -> float:
-    """A margin never above half the token's life: with 5-minute margins and 2-minute tokens
-    every call would otherwise refresh."""
-    if token.expires_at is None:
-        return wanted
-    return min(wanted, max(0.0, (token.expires_at - token.obtained_at) / 2))
-
-
-def is_fresh(token: StoredToken | None, min_ttl: float, now: float) -> bool:
-    if token is None:
-        return False
-    if token.expires_at is None:
-        return True
-    return token.expires_at - now > effective_margin(token, min_ttl)
 
 
 async def ensure_fresh(
@@ -61,33 +53,29 @@ async def ensure_fresh(
     force: bool = False,
     current: tuple[Connection, int] | None = None,
 ) -> StoredToken:
-    """A token valid for more than `min_ttl` (capped, see `effective_margin`), refreshing
+    """A token valid for more than `min_ttl` (capped, see `policy.effective_margin`), refreshing
     once across all replicas when needed; `force` after the provider refused the token.
     `current` is the record as the caller just read it (saves a read on the hot path)."""
     started = ctx.clock()
-    conn, version = current or await connections.get(ctx, connection_id)
+    conn, version = current or await load_connection(ctx.store, connection_id)
     check_usable(conn)
     if not force and is_fresh(conn.token, min_ttl, started):
         assert conn.token is not None
         return conn.token
-    if not force and _backing_off(conn, started) and is_valid(conn.token, started):
+    if not force and backing_off(conn, started) and is_valid(conn.token, started):
         assert conn.token is not None
         return conn.token
     if force and (recent := _forced_recently(ctx, conn, started)) is not None:
         return recent
     # One refresh per connection per process: every caller here shares it, so a stampede
     # costs one lock attempt and one poller per replica, not one per caller.
-    shared = ctx.inflight.get(connection_id)
+    shared = ctx.refreshes.joined(connection_id)
     if shared is None:
-        result = asyncio.ensure_future(
-            _across_replicas(
-                ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
-            )
+        work = _across_replicas(
+            ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
         )
-        shared = ctx.inflight[connection_id] = InFlight(result, force)
-        result.add_done_callback(lambda _: ctx.inflight.pop(connection_id, None))
-    # shield: a caller that goes away must not cancel the refresh the others wait for
-    return await asyncio.shield(shared.result)
+        shared = ctx.refreshes.start(connection_id, work, forced=force)
+    return await shared
 
 
 def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToken] | None:
@@ -96,10 +84,7 @@ def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToke
     made them. In a stampede every queued caller passes here, and the refresh's first step
     waits behind all of them. A forced refresh is not joined: while backing off after a
     transient failure, a caller is served the still-valid token at once instead."""
-    shared = ctx.inflight.get(connection_id)
-    if shared is None or shared.forced:
-        return None
-    return asyncio.shield(shared.result)
+    return ctx.refreshes.joined(connection_id, unforced=True)
 
 
 async def _across_replicas(
@@ -108,7 +93,7 @@ async def _across_replicas(
     key = keys.connection(connection_id)
     while True:
         try:
-            async with refresh_lock.holding(ctx, connection_id) as held:
+            async with lock.holding(ctx, connection_id) as held:
                 if held is not None:
                     return await refresh_locked(
                         ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
@@ -118,14 +103,13 @@ async def _across_replicas(
         # another replica holds the lock: wait for its write, woken by the change feed where
         # the store has one, else at the next poll
         await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
-        conn, latest = await connections.get(ctx, connection_id)
+        conn, latest = await load_connection(ctx.store, connection_id)
         now = ctx.clock()
         if latest != version:
             version = latest
             check_usable(conn)
-            if conn.token is not None and (
-                (force and conn.token.obtained_at >= started)
-                or (not force and is_fresh(conn.token, min_ttl, now))
+            if conn.token is not None and serves(
+                conn.token, force=force, since=started, min_ttl=min_ttl, now=now
             ):
                 return conn.token
             if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
@@ -146,17 +130,17 @@ async def refresh_locked(
 ) -> StoredToken:
     """Call only while holding the connection's refresh lock (`held`). `LockLost` when the
     lock ran out before the token was written: nothing was written."""
-    conn, _ = await connections.get(ctx, connection_id)
+    conn, _ = await load_connection(ctx.store, connection_id)
     check_usable(conn)
     now = ctx.clock()
     token = conn.token
     if force and (recent := _forced_recently(ctx, conn, now)) is not None:
         return recent  # another replica's forced refresh, or this one's a moment ago
     if token is not None:
-        if force and token.obtained_at >= since:
-            return token  # refreshed while we were waiting for the lock
-        if not force and not proactive and is_fresh(token, min_ttl, now):
-            return token
+        if (force or not proactive) and serves(
+            token, force=force, since=since, min_ttl=min_ttl, now=now
+        ):
+            return token  # refreshed while we were waiting for the lock, or fresh enough
         settings = ctx.settings
         if proactive and not proactive_due(
             conn, now, settings.refresh_margin, settings.idle_refresh_interval
@@ -199,20 +183,7 @@ async def refresh_locked(
 
 
 def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken | None:
-    """Within `BROKER_FORCED_REFRESH_INTERVAL` of a forced refresh that reached the provider,
-    another one does not (a runtime looping on 401s would hammer it): it gets the current
-    token while that is valid, else `RateLimited`. None outside that window."""
-    last = conn.refresh.last_forced_at
-    until = None if last is None else last + ctx.settings.forced_refresh_interval
-    if until is None or now >= until:
-        return None
-    if conn.token is not None and is_valid(conn.token, now):
-        return conn.token
-    raise RateLimited(
-        f"the token of {conn.id} was force-refreshed moments ago and has expired since; "
-        "retry after the Retry-After seconds",
-        retry_after=max(1, math.ceil(until - now)),
-    )
+    return forced_recently(conn, now, ctx.settings.forced_refresh_interval)
 
 
 # RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
@@ -231,53 +202,3 @@ def _outcome(exc: oauth.OAuthError) -> str:
 def _count_refresh(connector: str, outcome: str, started: float) -> None:
     metrics.TOKEN_REFRESHES.inc(connector, outcome)
     metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
-
-
-def _backing_off(conn: Connection, now: float) -> bool:
-    at = conn.refresh.next_attempt_at
-    return at is not None and at > now
-
-
-PROACTIVE_LEAD = 60.0
-"""Seconds earlier than on-demand callers would refresh: the background refresher gets there
-first, so runtimes are served a fresh token instead of waiting on the provider."""
-
-
-def proactive_margin(token: StoredToken, margin: float) -> float:
-    assert token.expires_at is not None
-    lifetime = token.expires_at - token.obtained_at
-    return min(margin + PROACTIVE_LEAD, max(0.0, lifetime * 0.75))
-
-
-def proactive_due(conn: Connection, now: float, margin: float, idle_interval: float) -> bool:
-    """Whether the background refresher should refresh now."""
-    token = conn.token
-    if conn.status != "active" or token is None:
-        return False
-    if token.expires_at is not None:
-        return token.expires_at - now <= proactive_margin(token, margin)
-    return (
-        token.refresh_token is not None
-        and idle_interval > 0
-        and now >= token.obtained_at + idle_interval
-    )
-
-
-def next_refresh_at(conn: Connection, margin: float, idle_interval: float) -> float | None:
-    """When the proactive refresher should look at this connection next."""
-    token = conn.token
-    if conn.status != "active" or token is None:
-        return None
-    if token.expires_at is not None:
-        return token.expires_at - proactive_margin(token, margin)
-    if token.refresh_token is not None and idle_interval > 0:
-        return token.obtained_at + idle_interval  # exercise idle refresh tokens before they lapse
-    return None
-
-
-async def schedule_next(ctx: Context, conn: Connection) -> None:
-    at = next_refresh_at(conn, ctx.settings.refresh_margin, ctx.settings.idle_refresh_interval)
-    if at is None:
-        await ctx.store.unschedule(keys.connection(conn.id))
-    else:
-        await ctx.store.schedule(keys.connection(conn.id), at)
