@@ -15,9 +15,9 @@ from typing import Any
 from broker.errors import InvalidRequest, RevocationFailed
 from broker.manifest import Manifest, settings_schema
 from broker.services import cas, events, provider, records, refresh
+from broker.services.connection_check import test_settings
 from broker.services.context import Context
 from broker.services.records import Connection, TenantIndex
-from broker.services.runtime_check import test_settings
 from broker.store import keys
 
 

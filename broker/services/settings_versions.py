@@ -14,9 +14,9 @@ from broker.errors import InvalidRequest, NotFound, VersionConflict
 from broker.manifest import settings_schema
 from broker.services import connections, events
 from broker.services.audited import Audited
+from broker.services.connection_check import test_settings
 from broker.services.context import Context
 from broker.services.records import Connection, SettingsVersion
-from broker.services.runtime_check import test_settings
 
 
 async def change(

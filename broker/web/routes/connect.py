@@ -9,7 +9,8 @@ from aiohttp import web
 from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
 from broker.manifest import Manifest
-from broker.services import connect_sessions, oauth_connect
+from broker.services.connect import oauth_flow as oauth_connect
+from broker.services.connect import sessions as connect_sessions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.web.pages import error_page, settings_form
