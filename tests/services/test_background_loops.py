@@ -19,7 +19,7 @@ from broker.crypto import Keyring
 from broker.errors import StoreUnavailable
 from broker.services.audit import AuditLog
 from broker.services.context import Context
-from broker.services.event_delivery import EventWorker
+from broker.services.events import EventWorker
 from broker.services.polling import poll_forever
 from broker.services.refresh import Refresher
 from broker.store import keys

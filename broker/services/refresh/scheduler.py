@@ -42,7 +42,7 @@ class Refresher:
 
     async def run_once(self) -> int:
         items = await self.ctx.store.due(self.ctx.clock(), self.batch)
-        # the event worker's entries share the index (`event_delivery`)
+        # the event worker's entries share the index (`events.delivery`)
         items = [item for item in items if keys.part(item.key) == "record"]
         await asyncio.gather(*(self._guarded(item.key) for item in items))
         return len(items)

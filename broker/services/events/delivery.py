@@ -2,7 +2,7 @@
 
 Every replica runs one (like the refresher), driven by the store's due-time index:
 - `{<stream>}:outbox:<event id>` entries are events an emitter left in an outbox
-  (`event_outbox`): the worker moves them into the log;
+  (`outbox`): the worker moves them into the log;
 - `{<stream>}:events` entries are push queues (`records.EventQueue`): the worker POSTs the
   queue's head to `BROKER_EVENTS_URL`, signed the Standard Webhooks way, and goes on to the
   next only after a 2xx, so a stream's events arrive in order. A failure backs off
@@ -33,8 +33,10 @@ import aiohttp
 from broker import metrics
 from broker.config import events_signing_key
 from broker.errors import VersionConflict
-from broker.services import cas, event_outbox, events, records
+from broker.services import cas, records
 from broker.services.context import Context
+from broker.services.events import outbox as event_outbox
+from broker.services.events.log import payload
 from broker.services.polling import poll_forever
 from broker.services.records import Delivery, Event, EventQueue, LoggedEvent
 from broker.store import keys
@@ -221,7 +223,7 @@ class EventWorker:
         url = self.ctx.settings.events_url
         assert self._key is not None
         assert url is not None
-        body = json.dumps(events.payload(event), separators=(",", ":")).encode()
+        body = json.dumps(payload(event), separators=(",", ":")).encode()
         timestamp = int(self.ctx.clock())
         headers = {
             "content-type": "application/json",
