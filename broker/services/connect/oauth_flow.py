@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import broker.services.connect.sessions as connect_sessions
 from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import Manifest, OAuthConfig
 from broker.services import connections, events, provider, records, refresh
-from broker.services.connect import sessions as connect_sessions
 from broker.services.context import Context
 from broker.services.records import Connection, OAuthState, StoredToken
 from broker.store import keys

@@ -30,12 +30,12 @@ from typing import Any
 
 import aiohttp
 
+import broker.services.events.outbox as event_outbox
 from broker import metrics
 from broker.config import events_signing_key
 from broker.errors import VersionConflict
 from broker.services import cas, records
 from broker.services.context import Context
-from broker.services.events import outbox as event_outbox
 from broker.services.events.log import payload
 from broker.services.polling import poll_forever
 from broker.services.records import Delivery, Event, EventQueue, LoggedEvent

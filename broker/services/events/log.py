@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import broker.services.events.outbox as event_outbox
 from broker.config import Settings
 from broker.errors import BrokerError, Conflict, NotFound
 from broker.services import cas, records
-from broker.services.events import outbox as event_outbox
 from broker.services.events.ids import id_time_ms, is_event_id, new_event_id, retention_floor
 from broker.services.events.outbox import EventContext
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed

@@ -20,8 +20,7 @@ from broker.errors import BrokerError, LockLost, RefreshTimeout
 from broker.services import provider
 from broker.services.context import Context
 from broker.services.records import Connection, StoredToken, load_connection
-from broker.services.refresh import lock
-from broker.services.refresh.lock import HeldLock
+from broker.services.refresh.lock import HeldLock, holding
 from broker.services.refresh.outcome import (
     dropped,
     needs_reauth,
@@ -93,7 +92,7 @@ async def _across_replicas(
     key = keys.connection(connection_id)
     while True:
         try:
-            async with lock.holding(ctx, connection_id) as held:
+            async with holding(ctx, connection_id) as held:
                 if held is not None:
                     return await refresh_locked(
                         ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started

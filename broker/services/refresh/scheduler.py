@@ -17,8 +17,8 @@ from broker.errors import NotFound
 from broker.services.context import Context
 from broker.services.polling import poll_forever
 from broker.services.records import load_connection
-from broker.services.refresh import lock
 from broker.services.refresh.engine import refresh_locked
+from broker.services.refresh.lock import holding
 from broker.services.refresh.outcome import schedule_next
 from broker.services.refresh.policy import proactive_due
 from broker.store import keys
@@ -69,7 +69,7 @@ class Refresher:
         ):
             await schedule_next(ctx, conn)  # stale index entry: put it where it belongs
             return
-        async with lock.holding(ctx, connection_id) as held:
+        async with holding(ctx, connection_id) as held:
             if held is None:
                 return  # another replica (or an on-demand caller) is refreshing it
             await refresh_locked(
