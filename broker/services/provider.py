@@ -124,7 +124,6 @@ async def _client(
     manifest: Manifest,
     config: OAuthConfig,
     template: str,
-    *,
     tenant_id: str,
     connection_id: str,
     settings: Mapping[str, Any],
@@ -155,14 +154,9 @@ async def authorization_url(
     """Where the browser goes to authorize. The client authentication is prepared too, only
     to refuse a misconfigured app now, not after the user has logged in at the provider."""
     assert config.authorization_url_template is not None  # manifest checks guarantee it
+    template = config.authorization_url_template
     endpoint, app, _ = await _client(
-        ctx,
-        manifest,
-        config,
-        config.authorization_url_template,
-        tenant_id=tenant_id,
-        connection_id=connection_id or "",
-        settings=settings,
+        ctx, manifest, config, template, tenant_id, connection_id or "", settings
     )
     return oauth.prepare_authorization_url(
         endpoint,
@@ -185,10 +179,10 @@ async def exchange_code(
         manifest,
         config,
         config.token_url_template,
-        tenant_id=flow.tenant_id,
-        connection_id=flow.connection_id or "",
-        settings=flow.settings,
-        credential_key=flow.credential_key,
+        flow.tenant_id,
+        flow.connection_id or "",
+        flow.settings,
+        flow.credential_key,
     )
     request = oauth.prepare_authorization_code_request(
         url,
@@ -214,13 +208,7 @@ async def request_token(
     """A new token for `conn`: a refresh (RFC 6749 6), or for a `client_credentials`
     connector a new app token (4.4)."""
     url, _, client = await _client(
-        ctx,
-        manifest,
-        config,
-        config.token_url_template,
-        tenant_id=conn.tenant_id,
-        connection_id=conn.id,
-        settings=conn.settings,
+        ctx, manifest, config, config.token_url_template, conn.tenant_id, conn.id, conn.settings
     )
     previous = conn.token.refresh_token if conn.token else None
     if config.type == "client_credentials":
@@ -267,14 +255,15 @@ async def revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
         return {"status": "not_supported"}
     hint: oauth.TokenTypeHint = "refresh_token" if token.refresh_token else "access_token"
     try:
+        template = config.revocation_url_template
         url, _, client = await _client(
             ctx,
             manifest,
             config,
-            config.revocation_url_template,
-            tenant_id=connection.tenant_id,
-            connection_id=connection.id,
-            settings=connection.settings,
+            template,
+            connection.tenant_id,
+            connection.id,
+            connection.settings,
         )
         request = oauth.prepare_revocation_request(
             url,
