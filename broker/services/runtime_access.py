@@ -20,7 +20,7 @@ from broker.errors import (
     Unauthorized,
 )
 from broker.services import refresh
-from broker.services.audited import Audited
+from broker.services.audited import audited
 from broker.services.context import Context
 from broker.services.records import Connection, RuntimeView, StoredToken
 from broker.store import keys
@@ -47,7 +47,7 @@ async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, b
 
 
 async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str, int]:
-    with Audited(
+    with audited(
         ctx.audit,
         f"runtime:{grant.token_id}",
         "secret.read",
@@ -70,7 +70,7 @@ async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str
 async def access_token(
     ctx: Context, grant: RuntimeGrant, *, min_ttl: float | None, force: bool = False
 ) -> StoredToken:
-    with Audited(
+    with audited(
         ctx.audit,
         f"runtime:{grant.token_id}",
         "token.refresh" if force else "token.read",

@@ -13,7 +13,7 @@ from typing import Any
 from broker.errors import InvalidRequest, NotFound, VersionConflict
 from broker.manifest import settings_schema
 from broker.services import connections, events
-from broker.services.audited import Audited
+from broker.services.audited import audited
 from broker.services.connection_check import test_settings
 from broker.services.context import Context
 from broker.services.records import Connection, SettingsVersion
@@ -97,7 +97,7 @@ async def _replace(
 ) -> Connection:
     manifest = ctx.catalog.get(connection.connector)
     schema = manifest.settings_schema
-    with Audited(
+    with audited(
         ctx.audit,
         actor,
         action,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from broker import metrics, webhooks
 from broker.errors import Conflict, InvalidRequest
 from broker.services import connections, oauth_apps
-from broker.services.audited import Audited
+from broker.services.audited import audited
 from broker.services.context import Context
 from broker.services.settings_versions import secret_values_within
 from broker.store import keys
@@ -52,7 +52,7 @@ async def verify(
     def count(outcome: str) -> None:
         metrics.WEBHOOK_VERIFICATIONS.inc(scheme, "valid" if outcome == "ok" else outcome)
 
-    with Audited(
+    with audited(
         ctx.audit,
         "admin",
         "webhook.verify",
