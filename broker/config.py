@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     """Seconds after which a refresh token with no expiring access token is exercised (0: never)."""
     refresh_lock_ttl: float = Field(default=15.0, ge=2.0, le=300.0)
     """Seconds a refresh lock lives; a provider call gets what is left of it less a quarter
-    kept for the writes, and the token write is fenced by the lock (services.refresh_lock)."""
+    kept for the writes, and the token write is fenced by the lock (services.refresh.lock)."""
     forced_refresh_interval: float = Field(default=10.0, ge=0, le=3600)
     """Seconds after a forced refresh reached the provider during which forced refreshes of
     the same connection do not (0: no limit)."""

@@ -125,6 +125,32 @@ def test_only_the_store_reaches_under_the_sealed_layer() -> None:
             )
 
 
+SERVICES_DIR = PACKAGE / "services"
+SERVICE_PACKAGES = sorted(init.parent.name for init in SERVICES_DIR.glob("*/__init__.py"))
+
+
+def test_service_packages_are_entered_through_their_entry_point() -> None:
+    """Inside services/, a subpackage (connect, events, refresh) is imported through its
+    `__init__` (`from broker.services import refresh`), never one of its inner modules."""
+    assert SERVICE_PACKAGES, "no subpackage under broker/services"
+    for module, path in modules():
+        if not module.startswith("broker.services"):
+            continue
+        for imported in imports_of(path, module):
+            for package in SERVICE_PACKAGES:
+                prefix = f"broker.services.{package}"
+                if (
+                    module == prefix
+                    or module.startswith(prefix + ".")
+                    or not (imported.startswith(prefix + "."))
+                ):
+                    continue
+                inner = imported.removeprefix(prefix + ".").split(".")[0]
+                assert not (SERVICES_DIR / package / f"{inner}.py").exists(), (
+                    f"{module} imports {imported}: use the entry point {prefix}"
+                )
+
+
 def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import aiohttp\nfrom broker.web import app\n")

@@ -194,33 +194,19 @@ def _rewrap(args: argparse.Namespace) -> int:
 
 async def _announce(store: SealedStore, summary: RewrapSummary) -> None:
     """`keys.rewrap_completed` for the platform: counts and key ids, nothing more."""
-    import time
-
-    import aiohttp
-
-    from broker.manifest import Catalog
+    # imported here, like `serve`'s server: the other commands start without loading aiohttp
     from broker.services import events
-    from broker.services.audit import AuditLog
-    from broker.services.context import Context
 
-    settings = load_settings()
-    async with aiohttp.ClientSession() as http:
-        ctx = Context(
-            settings=settings,
-            catalog=Catalog(),
-            store=store,
-            http=http,
-            audit=AuditLog(store, time.time, settings.audit_retention),
-        )
-        await events.emit_global(
-            ctx,
-            "keys.rewrap_completed",
-            {
-                "primary": summary.primary,
-                "rewrapped": summary.rewrapped,
-                "scanned": summary.scanned,
-            },
-        )
+    await events.announce(
+        store,
+        load_settings(),
+        "keys.rewrap_completed",
+        {
+            "primary": summary.primary,
+            "rewrapped": summary.rewrapped,
+            "scanned": summary.scanned,
+        },
+    )
 
 
 def _progress_line(interactive: bool) -> ProgressCallback:

@@ -143,8 +143,14 @@ class Manifest(_Model):
     fields: list[LineField] = []
 
     @property
+    def oauth(self) -> OAuthConfig | None:
+        """The OAuth configuration; None for an API-key connector. The one way to ask which
+        kind a connector is (`auth_mode` is the answer's name on the wire)."""
+        return self.connection.oauth
+
+    @property
     def auth_mode(self) -> AuthMode:
-        return "oauth" if self.connection.oauth is not None else "api_key"
+        return "oauth" if self.oauth is not None else "api_key"
 
     @property
     def settings_schema(self) -> dict[str, Any]:

@@ -12,17 +12,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker import oauth
-from broker.errors import BrokerError, InvalidRequest, NotFound, RevocationFailed, VersionConflict
-from broker.manifest import Manifest, fill_template, settings_schema
-from broker.services import events, oauth_apps, records
+from broker.errors import InvalidRequest, RevocationFailed
+from broker.manifest import Manifest, settings_schema
+from broker.services import cas, events, provider, records, refresh
+from broker.services.connection_check import test_settings
 from broker.services.context import Context
-from broker.services.provider_http import send
 from broker.services.records import Connection, TenantIndex
-from broker.services.runtime_check import test_settings
 from broker.store import keys
-
-CAS_RETRIES = 20
 
 
 async def create_direct_connection(
@@ -31,11 +27,9 @@ async def create_direct_connection(
     """A connection made without a browser: an API-key connector, or an OAuth
     `client_credentials` one (the broker fetches the app token now, proving the app works).
     Validate, test (testConnection), seal and store; nothing is stored on any failure."""
-    from broker.services import refresh  # refresh builds on this module
-
     tenant_id = records.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
-    oauth_config = manifest.connection.oauth
+    oauth_config = manifest.oauth
     if oauth_config is not None and oauth_config.type != "client_credentials":
         raise InvalidRequest(
             f"{manifest.key} connects with OAuth: create a connect session instead"
@@ -54,7 +48,7 @@ async def create_direct_connection(
         updated_at=now,
     )
     if oauth_config is not None:
-        token = await refresh.request_token(ctx, manifest, oauth_config, connection)
+        token = await provider.request_token(ctx, manifest, oauth_config, connection)
         connection = connection.model_copy(update={"token": token})
     await create(ctx, connection)
     if oauth_config is not None:
@@ -86,13 +80,7 @@ def connector_of(ctx: Context, key: Any) -> Manifest:
 async def get(ctx: Context, connection_id: str, *, cached: bool = False) -> tuple[Connection, int]:
     """The record and its version. `cached` reads through the hot-path cache: only for
     callers that do not write back what they read."""
-    found = None
-    if records.is_connection_id(connection_id):
-        load = records.load_cached if cached else records.load
-        found = await load(ctx.store, keys.connection(connection_id), Connection)
-    if found is None:
-        raise NotFound(f"no connection {connection_id!r}")
-    return found
+    return await records.load_connection(ctx.store, connection_id, cached=cached)
 
 
 async def list_for_tenant(ctx: Context, tenant_id: Any) -> list[Connection]:
@@ -122,19 +110,20 @@ async def index_remove(ctx: Context, tenant_id: str, connection_id: str) -> None
 async def _update_index(
     ctx: Context, tenant_id: str, change: Callable[[list[str]], list[str]]
 ) -> None:
-    key = keys.tenant_connections(tenant_id)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, TenantIndex)
-        index, version = found if found else (TenantIndex(), 0)
-        updated = change(index.connection_ids)
-        if updated == index.connection_ids and found is not None:
-            return
-        try:
-            await records.save(ctx.store, key, TenantIndex(connection_ids=updated), version)
-            return
-        except VersionConflict:
-            continue
-    raise VersionConflict(f"tenant index of {tenant_id!r} is too contended; retry")
+    async def apply(index: TenantIndex | None) -> TenantIndex | None:
+        ids = index.connection_ids if index is not None else []
+        updated = change(ids)
+        if updated == ids and index is not None:
+            return None
+        return TenantIndex(connection_ids=updated)
+
+    await cas.update(
+        ctx.store,
+        keys.tenant_connections(tenant_id),
+        TenantIndex,
+        apply,
+        contended=f"tenant index of {tenant_id!r} is too contended; retry",
+    )
 
 
 def merged_settings(connection: Connection) -> Mapping[str, Any]:
@@ -148,7 +137,7 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
     raises, unless `force`: then it is deleted anyway and the failure is reported.
     """
     connection, _ = await get(ctx, connection_id)
-    revocation = await _revoke(ctx, connection)
+    revocation = await provider.revoke(ctx, connection)
     if revocation.get("status") == "failed" and not force:
         raise RevocationFailed(
             f"revocation at the provider failed ({revocation['error']}); the connection is kept. "
@@ -161,37 +150,3 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
     await ctx.store.unschedule(keys.connection(connection.id))
     await index_remove(ctx, connection.tenant_id, connection.id)
     return {"id": connection.id, "deleted": True, "revocation": revocation}
-
-
-async def _revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
-    manifest = ctx.catalog.manifests.get(connection.connector)
-    config = manifest.connection.oauth if manifest else None
-    token = connection.token
-    if (
-        manifest is None
-        or config is None
-        or token is None
-        or config.revocation_url_template is None
-    ):
-        return {"status": "not_supported"}
-    hint: oauth.TokenTypeHint = "refresh_token" if token.refresh_token else "access_token"
-    try:
-        app = await oauth_apps.resolve(ctx, config.client.credential_key, connection.tenant_id)
-        url = fill_template(
-            config.revocation_url_template,
-            manifest,
-            tenant_id=connection.tenant_id,
-            connection_id=connection.id,
-            settings=connection.settings,
-        )
-        request = oauth.prepare_revocation_request(
-            url,
-            client=oauth_apps.client_auth(app, config),
-            token=token.refresh_token or token.access_token,
-            token_type_hint=hint,
-        )
-        answer = await send(ctx, request)
-        oauth.parse_revocation_response(answer.status, answer.content_type, answer.body)
-    except BrokerError as exc:
-        return {"status": "failed", "error": getattr(exc, "error", None) or exc.code}
-    return {"status": "revoked", "token_type_hint": hint}

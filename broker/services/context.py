@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,17 +12,9 @@ from broker.config import Settings
 from broker.manifest import Catalog
 from broker.services.audit import AuditLog
 from broker.services.records import StoredToken
+from broker.services.single_flight import SingleFlight
 from broker.store.cache import ChangeNotifier
 from broker.store.sealed import SealedStore
-
-
-@dataclass(frozen=True)
-class InFlight:
-    """A refresh under way in this process, which every caller that needs one shares."""
-
-    result: asyncio.Future[StoredToken]
-    forced: bool
-    """Started because a runtime said the token was refused (`POST .../oauth/refresh`)."""
 
 
 @dataclass
@@ -37,5 +28,6 @@ class Context:
     clock: Callable[[], float] = field(default=time.time)
     changes: ChangeNotifier = field(default_factory=ChangeNotifier)
     """Wakes whoever waits for a key to change (fed by the store's change feed, if any)."""
-    inflight: dict[str, InFlight] = field(default_factory=dict)
-    """Refreshes under way in this process, by connection id (see services.refresh)."""
+    refreshes: SingleFlight[StoredToken] = field(default_factory=SingleFlight)
+    """Refreshes under way in this process, one per connection id (`services.refresh`); a
+    forced one (a runtime said the token was refused) is not joined by plain reads."""

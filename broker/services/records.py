@@ -13,8 +13,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.errors import InvalidRequest
+from broker.errors import InvalidRequest, NotFound
 from broker.oauth import TokenSet
+from broker.store import keys
 from broker.store.base import Fence
 from broker.store.sealed import SealedStore
 
@@ -232,6 +233,20 @@ async def load_cached(store: SealedStore, key: str, model: type[R]) -> tuple[R, 
         return None
     raw, version = found
     return model.model_validate_json(raw), version
+
+
+async def load_connection(
+    store: SealedStore, connection_id: str, *, cached: bool = False
+) -> tuple[Connection, int]:
+    """The connection record and its version; `NotFound` when there is none. `cached` reads
+    through the hot-path cache: only for callers that do not write back what they read."""
+    found = None
+    if is_connection_id(connection_id):
+        read = load_cached if cached else load
+        found = await read(store, keys.connection(connection_id), Connection)
+    if found is None:
+        raise NotFound(f"no connection {connection_id!r}")
+    return found
 
 
 async def save(

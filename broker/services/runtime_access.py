@@ -20,6 +20,7 @@ from broker.errors import (
     Unauthorized,
 )
 from broker.services import refresh
+from broker.services.audited import audited
 from broker.services.context import Context
 from broker.services.records import Connection, RuntimeView, StoredToken
 from broker.store import keys
@@ -46,9 +47,16 @@ async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, b
 
 
 async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str, int]:
-    actor = f"runtime:{grant.token_id}"
-    outcome = "ok"
-    try:
+    with audited(
+        ctx.audit,
+        f"runtime:{grant.token_id}",
+        "secret.read",
+        grant.tenant_id,
+        grant.connection_id,
+        name[:128],
+        errors=BrokerError,
+        untrusted_if="not_granted",
+    ):
         if name not in grant.secrets:
             raise NotGranted(f"{name!r} is not granted to this connector (permissions.secrets)")
         conn, _, _ = await _connection(ctx, grant)
@@ -57,26 +65,19 @@ async def read_secret(ctx: Context, grant: RuntimeGrant, name: str) -> tuple[str
             raise NotFound(f"{name!r} is granted but not set on this connection")
         # non-string settings go out as JSON text (`true`, not Python's `True`)
         return (value if isinstance(value, str) else json.dumps(value)), conn.settings_version
-    except BrokerError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        ctx.audit.record(
-            actor=actor,
-            action="secret.read",
-            tenant_id=grant.tenant_id,
-            connection_id=grant.connection_id,
-            name=name[:128],
-            outcome=outcome,
-            untrusted_name=outcome == "not_granted",
-        )
 
 
 async def access_token(
     ctx: Context, grant: RuntimeGrant, *, min_ttl: float | None, force: bool = False
 ) -> StoredToken:
-    outcome = "ok"
-    try:
+    with audited(
+        ctx.audit,
+        f"runtime:{grant.token_id}",
+        "token.refresh" if force else "token.read",
+        grant.tenant_id,
+        grant.connection_id,
+        errors=BrokerError,
+    ):
         if not grant.oauth:
             raise NotOAuth("this connection does not use OAuth")
         view, raw, version = await _connection(ctx, grant)
@@ -92,15 +93,4 @@ async def access_token(
         current = Connection.model_validate_json(raw), version
         return await refresh.ensure_fresh(
             ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
-        )
-    except BrokerError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        ctx.audit.record(
-            actor=f"runtime:{grant.token_id}",
-            action="token.refresh" if force else "token.read",
-            tenant_id=grant.tenant_id,
-            connection_id=grant.connection_id,
-            outcome=outcome,
         )

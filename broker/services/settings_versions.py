@@ -13,9 +13,10 @@ from typing import Any
 from broker.errors import NotFound, VersionConflict
 from broker.manifest import settings_schema
 from broker.services import connections, events
+from broker.services.audited import audited
+from broker.services.connection_check import test_settings
 from broker.services.context import Context
 from broker.services.records import Connection, SettingsVersion
-from broker.services.runtime_check import test_settings
 
 
 async def change(
@@ -92,8 +93,14 @@ async def _replace(
 ) -> Connection:
     manifest = ctx.catalog.get(connection.connector)
     schema = manifest.settings_schema
-    outcome = "ok"
-    try:
+    with audited(
+        ctx.audit,
+        actor,
+        action,
+        connection.tenant_id,
+        connection.id,
+        ",".join(names)[:256],
+    ):
         settings_schema.validate_settings(schema, settings)
         public, secret = settings_schema.split(schema, settings)
         await test_settings(ctx, manifest, connection.tenant_id, settings, list(secret.values()))
@@ -133,18 +140,6 @@ async def _replace(
                 "the connection changed while its settings were tested; retry"
             ) from None
         return updated
-    except Exception as exc:
-        outcome = getattr(exc, "code", "error")
-        raise
-    finally:
-        ctx.audit.record(
-            actor=actor,
-            action=action,
-            tenant_id=connection.tenant_id,
-            connection_id=connection.id,
-            name=",".join(names)[:256],
-            outcome=outcome,
-        )
 
 
 def changed_names(

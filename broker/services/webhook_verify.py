@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from broker import metrics, webhooks
 from broker.errors import Conflict, InvalidRequest
 from broker.services import connections, oauth_apps
+from broker.services.audited import audited
 from broker.services.context import Context
 from broker.services.settings_versions import secret_values_within
 from broker.store import keys
@@ -46,13 +47,24 @@ async def verify(
     now = ctx.clock()
     grace = ctx.settings.webhook_secret_grace
     name = manifest.webhooks.secret
-    outcome = "ok"
-    try:
+    scheme = manifest.webhooks.auth
+
+    def count(outcome: str) -> None:
+        metrics.WEBHOOK_VERIFICATIONS.inc(scheme, "valid" if outcome == "ok" else outcome)
+
+    with audited(
+        ctx.audit,
+        "admin",
+        "webhook.verify",
+        connection.tenant_id,
+        connection.id,
+        scheme,
+        then=count,
+    ):
         if name == "client_secret":
-            assert manifest.connection.oauth is not None  # manifest checks guarantee it
-            app = await oauth_apps.resolve(
-                ctx, manifest.connection.oauth.client.credential_key, connection.tenant_id
-            )
+            config = manifest.oauth
+            assert config is not None  # manifest checks guarantee it
+            app = await oauth_apps.resolve(ctx, config.client.credential_key, connection.tenant_id)
             secrets = oauth_apps.client_secrets_within(app, grace, now)
         else:
             secrets = secret_values_within(connection, name, grace, now)
@@ -79,18 +91,3 @@ async def verify(
             ):
                 raise Replayed("this delivery was verified before (replay)")
         return verified
-    except Exception as exc:
-        outcome = getattr(exc, "code", "error")
-        raise
-    finally:
-        metrics.WEBHOOK_VERIFICATIONS.inc(
-            manifest.webhooks.auth, "valid" if outcome == "ok" else outcome
-        )
-        ctx.audit.record(
-            actor="admin",
-            action="webhook.verify",
-            tenant_id=connection.tenant_id,
-            connection_id=connection.id,
-            name=manifest.webhooks.auth,
-            outcome=outcome,
-        )

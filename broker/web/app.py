@@ -20,8 +20,8 @@ from broker.manifest import Catalog, load_catalog
 from broker.metrics import background_error
 from broker.services.audit import AuditLog
 from broker.services.context import Context
-from broker.services.event_delivery import EventWorker
-from broker.services.refresher import Refresher
+from broker.services.events import EventWorker
+from broker.services.refresh import Refresher
 from broker.store import open_store
 from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache

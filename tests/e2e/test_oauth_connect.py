@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from broker import metrics
 from broker.config import Settings
 from broker.oauth.client_auth import basic_authorization_header
-from broker.services import oauth_connect
+from broker.services.connect import oauth_flow as oauth_connect
 from broker.services.records import Connection
 from broker.store import keys
 from broker.web.app import create_app

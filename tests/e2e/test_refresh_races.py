@@ -20,8 +20,9 @@ from aiohttp import web
 from broker import metrics
 from broker.config import Settings
 from broker.errors import LockLost
-from broker.services import connections, events, refresh, refresh_lock
+from broker.services import connections, events, refresh
 from broker.services.records import StoredToken
+from broker.services.refresh import lock as refresh_lock
 from broker.store import keys
 from broker.store.sqlite import SqliteStore
 from broker.web.state import CONTEXT

@@ -19,9 +19,9 @@ from broker.crypto import Keyring
 from broker.errors import StoreUnavailable
 from broker.services.audit import AuditLog
 from broker.services.context import Context
-from broker.services.event_delivery import EventWorker
+from broker.services.events import EventWorker
 from broker.services.polling import poll_forever
-from broker.services.refresher import Refresher
+from broker.services.refresh import Refresher
 from broker.store import keys
 from broker.store.redis import RedisStore
 from broker.store.sealed import SealedStore

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from broker.services import connect_sessions
+from broker.services.connect import sessions as connect_sessions
 from tests.helpers import admin
 from tests.web.test_connect_form import CANARY, new_link
 

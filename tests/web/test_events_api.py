@@ -13,8 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from broker.config import Settings
-from broker.services import event_outbox, events, records
-from broker.services.event_delivery import EventWorker
+from broker.services import events, records
+from broker.services.events import EventWorker
+from broker.services.events import outbox as event_outbox
 from broker.services.records import Connection
 from broker.store import keys
 from broker.web.app import create_app

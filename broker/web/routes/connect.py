@@ -11,7 +11,8 @@ from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
 from broker.logs import note_connection
 from broker.manifest import Manifest
-from broker.services import connect_sessions, oauth_connect
+from broker.services.connect import oauth_flow as oauth_connect
+from broker.services.connect import sessions as connect_sessions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.web.openapi.spec import Operations, json_body, json_reply, page, path, query, redirect

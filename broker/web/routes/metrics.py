@@ -39,7 +39,7 @@ async def scrape(request: web.Request) -> web.Response:
             "broker_token_refreshes_in_flight",
             "Refreshes this process is running or waiting on.",
             (),
-            [((), float(len(ctx.inflight)))],
+            [((), float(len(ctx.refreshes)))],
         ),
         metrics.Gauge(
             "broker_audit_entries_dropped",

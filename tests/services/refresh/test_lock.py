@@ -8,8 +8,8 @@ import time
 import pytest
 
 from broker.errors import LockLost
-from broker.services.provider_http import MAX_SECONDS
-from broker.services.refresh_lock import MIN_PROVIDER_SECONDS, WRITE_SHARE, HeldLock
+from broker.services.provider import MAX_SECONDS
+from broker.services.refresh.lock import MIN_PROVIDER_SECONDS, WRITE_SHARE, HeldLock
 from broker.store import keys
 from broker.store.base import Fence
 

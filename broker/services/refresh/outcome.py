@@ -1,11 +1,11 @@
 """What a refresh writes when the provider has answered: the new token, a failure to back off
-from, or `needs_reauth`.
+from, or `needs_reauth`; and when the proactive refresher looks again (`schedule_next`).
 
-Each is a CAS loop on the connection record that first checks the record still holds the
-token the refresh spent. A reconnect stores a new grant's token without the refresh lock
-(see docs/architecture.md), so a refresh of the old grant that answers later must not put the
-old grant back, put the new one into backoff or mark it dead: the new grant wins, and the
-refresh result is dropped.
+Each is a CAS update of the connection record (`events.update_connection`) that first checks
+the record still holds the token the refresh spent. A reconnect stores a new grant's token
+without the refresh lock (see docs/architecture.md), so a refresh of the old grant that
+answers later must not put the old grant back, put the new one into backoff or mark it dead:
+the new grant wins, and the refresh result is dropped.
 """
 
 from __future__ import annotations
@@ -14,36 +14,22 @@ import logging
 import random
 
 from broker import metrics
-from broker.errors import NeedsReauth, ProviderError, VersionConflict
+from broker.errors import NeedsReauth
 from broker.oauth import OAuthError
-from broker.services import connections, events
+from broker.services import events
 from broker.services.context import Context
 from broker.services.records import Connection, RefreshState, StoredToken
-from broker.services.refresh_lock import HeldLock
+from broker.services.refresh.lock import HeldLock
+from broker.services.refresh.policy import (
+    BACKOFF_JITTER,
+    backoff_delay,
+    check_usable,
+    next_refresh_at,
+    old_or_fail,
+)
 from broker.store import keys
 
 log = logging.getLogger("broker.refresh")
-
-BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
-
-
-def is_valid(token: StoredToken | None, now: float) -> bool:
-    return token is not None and (token.expires_at is None or token.expires_at > now)
-
-
-def check_usable(conn: Connection) -> None:
-    if conn.status != "active":
-        raise NeedsReauth(f"connection {conn.id} is {conn.status}: the tenant must reconnect")
-
-
-def old_or_fail(conn: Connection, now: float) -> StoredToken:
-    """After a transient failure: keep serving the old token while it is valid (DESIGN 5)."""
-    if conn.token is not None and is_valid(conn.token, now):
-        return conn.token
-    raise ProviderError(
-        f"the provider failed to refresh the token of {conn.id} ({conn.refresh.last_error}) "
-        "and the old one has expired"
-    )
 
 
 def dropped(connector: str, reason: str, connection_id: str) -> None:
@@ -66,10 +52,10 @@ async def write_token(
     when it ran out first): an unrelated write (settings) that won the race is kept. Not
     written (False, with the record as it is) when the record no longer holds the token
     that was spent."""
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         if conn.token != spent.token:
-            return conn, False
+            return None
         now = ctx.clock()
         refresh = RefreshState(last_refresh_at=now, last_forced_at=_forced_at(conn, forced_at))
         updated = conn.model_copy(update={"token": token, "refresh": refresh, "updated_at": now})
@@ -80,12 +66,15 @@ async def write_token(
                 "connection.recovered",
                 {"failures": conn.refresh.failures, "last_error": conn.refresh.last_error},
             )
-        try:
-            await events.save(ctx, updated, version, held.fence)
-            return updated, True
-        except VersionConflict:
-            continue
-    raise VersionConflict(f"could not persist the refreshed token of {spent.id}")
+        return updated
+
+    return await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not persist the refreshed token of {spent.id}",
+        fence=held.fence,
+    )
 
 
 async def record_failure(
@@ -93,13 +82,13 @@ async def record_failure(
 ) -> Connection:
     """Back off after a transient failure; the record as it is when a reconnect replaced the
     token meanwhile (the new grant starts with no failures)."""
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         if conn.token != spent.token:
-            return conn
+            return None
         now = ctx.clock()
         failures = conn.refresh.failures + 1
-        delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
+        delay = backoff_delay(failures, random.uniform(*BACKOFF_JITTER))
         refresh = conn.refresh.model_copy(
             update={
                 "last_error": exc.error
@@ -118,13 +107,18 @@ async def record_failure(
                 "connection.refresh_failed",
                 {"status": conn.status, "error": refresh.last_error, "failures": failures},
             )
-        try:
-            await events.save(ctx, updated, version)
-        except VersionConflict:
-            continue
-        await ctx.store.schedule(keys.connection(spent.id), now + delay)
         return updated
-    raise VersionConflict(f"could not record the refresh failure of {spent.id}")
+
+    conn, written = await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not record the refresh failure of {spent.id}",
+    )
+    if written:
+        assert conn.refresh.next_attempt_at is not None
+        await ctx.store.schedule(keys.connection(spent.id), conn.refresh.next_attempt_at)
+    return conn
 
 
 async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: str) -> StoredToken:
@@ -133,30 +127,44 @@ async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: st
     not save a dead grant. If another token replaced it (a reconnect, or a holder that took
     over a lapsed lock), that token is served instead while it is valid."""
     dead = _refresh_token(spent)
-    for _ in range(connections.CAS_RETRIES):
-        conn, version = await connections.get(ctx, spent.id)
+
+    def change(conn: Connection) -> Connection | None:
         check_usable(conn)
         if _refresh_token(conn) != dead:
-            return old_or_fail(conn, ctx.clock())
+            return None
         now = ctx.clock()
         refresh = conn.refresh.model_copy(update={"last_error": reason, "last_error_at": now})
         updated = conn.model_copy(
             update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
         )
-        updated = events.add(
+        return events.add(
             ctx, updated, "connection.needs_reauth", {"status": "needs_reauth", "error": reason}
         )
-        try:
-            await events.save(ctx, updated, version)
-        except VersionConflict:
-            continue
-        await ctx.store.unschedule(keys.connection(spent.id))
-        ctx.audit.record(
-            actor="broker",
-            action="connection.needs_reauth",
-            tenant_id=conn.tenant_id,
-            connection_id=conn.id,
-            outcome=reason,
-        )
-        raise NeedsReauth(message)
-    raise VersionConflict(f"could not mark {spent.id} as needing reauthorization")
+
+    conn, written = await events.update_connection(
+        ctx,
+        spent.id,
+        change,
+        contended=f"could not mark {spent.id} as needing reauthorization",
+    )
+    if not written:
+        return old_or_fail(conn, ctx.clock())
+    await ctx.store.unschedule(keys.connection(spent.id))
+    ctx.audit.record(
+        actor="broker",
+        action="connection.needs_reauth",
+        tenant_id=conn.tenant_id,
+        connection_id=conn.id,
+        outcome=reason,
+    )
+    raise NeedsReauth(message)
+
+
+async def schedule_next(ctx: Context, conn: Connection) -> None:
+    """Put the connection in the due index for the proactive refresher (`Refresher`), or
+    take it out when there is nothing to refresh."""
+    at = next_refresh_at(conn, ctx.settings.refresh_margin, ctx.settings.idle_refresh_interval)
+    if at is None:
+        await ctx.store.unschedule(keys.connection(conn.id))
+    else:
+        await ctx.store.schedule(keys.connection(conn.id), at)

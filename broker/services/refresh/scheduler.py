@@ -14,9 +14,13 @@ import logging
 
 from broker import metrics
 from broker.errors import NotFound
-from broker.services import connections, refresh, refresh_lock
 from broker.services.context import Context
 from broker.services.polling import poll_forever
+from broker.services.records import load_connection
+from broker.services.refresh.engine import refresh_locked
+from broker.services.refresh.lock import holding
+from broker.services.refresh.outcome import schedule_next
+from broker.services.refresh.policy import proactive_due
 from broker.store import keys
 
 log = logging.getLogger("broker.refresher")
@@ -38,7 +42,7 @@ class Refresher:
 
     async def run_once(self) -> int:
         items = await self.ctx.store.due(self.ctx.clock(), self.batch)
-        # the event worker's entries share the index (`event_delivery`)
+        # the event worker's entries share the index (`events.delivery`)
         items = [item for item in items if keys.part(item.key) == "record"]
         await asyncio.gather(*(self._guarded(item.key) for item in items))
         return len(items)
@@ -55,20 +59,20 @@ class Refresher:
     async def handle(self, connection_id: str) -> None:
         ctx = self.ctx
         try:
-            conn, _ = await connections.get(ctx, connection_id)
+            conn, _ = await load_connection(ctx.store, connection_id)
         except NotFound:
             await ctx.store.unschedule(keys.connection(connection_id))
             return
         settings = ctx.settings
-        if not refresh.proactive_due(
+        if not proactive_due(
             conn, ctx.clock(), settings.refresh_margin, settings.idle_refresh_interval
         ):
-            await refresh.schedule_next(ctx, conn)  # stale index entry: put it where it belongs
+            await schedule_next(ctx, conn)  # stale index entry: put it where it belongs
             return
-        async with refresh_lock.holding(ctx, connection_id) as held:
+        async with holding(ctx, connection_id) as held:
             if held is None:
                 return  # another replica (or an on-demand caller) is refreshing it
-            await refresh.refresh_locked(
+            await refresh_locked(
                 ctx,
                 connection_id,
                 held,

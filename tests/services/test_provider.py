@@ -1,4 +1,4 @@
-"""Token responses that arrive in pieces (broker.services.provider_http): a provider or proxy
+"""Token responses that arrive in pieces (broker.services.provider): a provider or proxy
 may flush a token body in several TCP segments, chunked or with a Content-Length; the broker
 reads to the end of the body, and refuses one over its cap without quoting it."""
 
@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from broker import oauth
 from broker.manifest import OAuthConfig
 from broker.services.context import Context
-from broker.services.provider_http import MAX_RESPONSE_BYTES, obtain_token
+from broker.services.provider import MAX_RESPONSE_BYTES, obtain_token
 from broker.web.state import CONTEXT
 from tests.helpers import Framing, send_in_pieces
 

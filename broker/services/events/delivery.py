@@ -2,7 +2,7 @@
 
 Every replica runs one (like the refresher), driven by the store's due-time index:
 - `{<stream>}:outbox:<event id>` entries are events an emitter left in an outbox
-  (`event_outbox`): the worker moves them into the log;
+  (`outbox`): the worker moves them into the log;
 - `{<stream>}:events` entries are push queues (`records.EventQueue`): the worker POSTs the
   queue's head to `BROKER_EVENTS_URL`, signed the Standard Webhooks way, and goes on to the
   next only after a 2xx, so a stream's events arrive in order. A failure backs off
@@ -30,11 +30,13 @@ from typing import Any
 
 import aiohttp
 
+import broker.services.events.outbox as event_outbox
 from broker import metrics
 from broker.config import events_signing_key
 from broker.errors import VersionConflict
-from broker.services import event_outbox, events, records
+from broker.services import cas, records
 from broker.services.context import Context
+from broker.services.events.log import payload
 from broker.services.polling import poll_forever
 from broker.services.records import Delivery, Event, EventQueue, LoggedEvent
 from broker.store import keys
@@ -201,27 +203,27 @@ class EventWorker:
         return False
 
     async def _pop(self, key: str, event_id: str) -> None:
-        for _ in range(event_outbox.CAS_RETRIES):
-            found = await records.load(self.ctx.store, key, EventQueue)
-            if found is None or event_id not in found[0].pending:
-                return
-            queue, version = found
+        async def remove(queue: EventQueue | None) -> EventQueue | None:
+            if queue is None or event_id not in queue.pending:
+                return None
             pending = [i for i in queue.pending if i != event_id]
-            try:
-                await records.save(
-                    self.ctx.store, key, queue.model_copy(update={"pending": pending}), version
-                )
-                return
-            except VersionConflict:
-                continue  # an enqueue: read again
-        raise VersionConflict(f"the event queue {key} kept changing")
+            return queue.model_copy(update={"pending": pending})
+
+        # a lost write is an enqueue: read again
+        await cas.update(
+            self.ctx.store,
+            key,
+            EventQueue,
+            remove,
+            contended=f"the event queue {key} kept changing",
+        )
 
     async def _send(self, event: Event) -> str | None:
         """POST one event; None on a 2xx, else a short error code."""
         url = self.ctx.settings.events_url
         assert self._key is not None
         assert url is not None
-        body = json.dumps(events.payload(event), separators=(",", ":")).encode()
+        body = json.dumps(payload(event), separators=(",", ":")).encode()
         timestamp = int(self.ctx.clock())
         headers = {
             "content-type": "application/json",

@@ -38,7 +38,8 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
     given = body.get("settings", {})
     if not isinstance(given, dict):
         raise InvalidRequest("settings must be a JSON object")
-    if given and manifest.auth_mode != "oauth":
+    oauth = manifest.oauth
+    if given and oauth is None:
         raise InvalidRequest("settings of an API-key connector are entered on the connect form")
     settings = given
     connection_id = body.get("connection_id")
@@ -47,10 +48,8 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
         if (existing.tenant_id, existing.connector) != (tenant_id, manifest.key):
             raise NotFound(f"no connection {connection_id!r} of {manifest.key} for this tenant")
         settings = {**existing.settings, **given}
-    if manifest.auth_mode == "oauth":
+    if oauth is not None:
         _check_oauth_settings(manifest, settings)
-        oauth = manifest.connection.oauth
-        assert oauth is not None
         if oauth.type != "authorization_code":
             raise InvalidRequest(f"{manifest.key} uses {oauth.type}: there is nothing to click")
         await oauth_apps.resolve(ctx, oauth.client.credential_key, tenant_id)

@@ -2,32 +2,36 @@
 
 Emitting: a code path that changes a connection adds the event to the record it is about to
 write (`add`) and writes it with `save`, so the event exists exactly when the change does;
-`save` then moves it into the global log at once (`event_outbox`). Events of one stream (a
+`save` then moves it into the global log at once (`outbox`). Events of one stream (a
 connection, or `keys.GLOBAL_EVENTS`) get strictly growing ids, so their id order is their
 order, in the log and on the wire. Payloads carry names, statuses and error codes, never a
 secret value or token.
 
 Reading: `list_after` pages the log in id order for pull consumers (GET /v1/events).
+
+Everything here needs an `EventContext` only (store, settings, clock): the command line
+emits with `announce`, without the serving broker's `Context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
-import re
-import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from broker.errors import BrokerError, Conflict, VersionConflict
-from broker.services import event_outbox, records
-from broker.services.context import Context
+import broker.services.events.outbox as event_outbox
+from broker.config import Settings
+from broker.errors import BrokerError, Conflict, NotFound
+from broker.services import cas, records
+from broker.services.events.ids import id_time_ms, is_event_id, new_event_id, retention_floor
+from broker.services.events.outbox import EventContext
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
 from broker.store import keys
 from broker.store.base import Fence
+from broker.store.sealed import SealedStore
 
 log = logging.getLogger("broker.events")
 
@@ -43,30 +47,8 @@ EVENT_TYPES = frozenset(
         "keys.rewrap_completed",
     }
 )
-EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9a-f]{16}")
 FLUSH_WAIT = 1.0
 """Seconds an emitter waits for a busy outbox lock before leaving its events to the worker."""
-
-_REPLICA = secrets.token_hex(4)
-_sequence = itertools.count()
-
-
-def new_event_id(now: float, after: str | None = None) -> str:
-    """`evt_` + 13-digit unix ms + replica + counter: sorts by creation time and is unique
-    across replicas. Strictly above `after` (the stream's last id) even when this replica's
-    clock is behind the one that wrote it, so a stream's id order is its real order."""
-    ms = int(now * 1000)
-    if after is not None:
-        ms = max(ms, id_time_ms(after) + 1)
-    return f"evt_{ms:013d}{_REPLICA}{next(_sequence) % 16**8:08x}"
-
-
-def is_event_id(value: str) -> bool:
-    return EVENT_ID.fullmatch(value) is not None
-
-
-def id_time_ms(event_id: str) -> int:
-    return int(event_id[4:17])
 
 
 def iso_ms(ts: float) -> str:
@@ -89,7 +71,7 @@ def payload(event: Event) -> dict[str, Any]:
 
 
 def _event(
-    ctx: Context, stream: Outboxed, type: str, data: Mapping[str, Any], conn: Connection | None
+    ctx: EventContext, stream: Outboxed, type: str, data: Mapping[str, Any], conn: Connection | None
 ) -> Event:
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
@@ -105,7 +87,7 @@ def _event(
     )
 
 
-def add(ctx: Context, conn: Connection, type: str, data: Mapping[str, Any]) -> Connection:
+def add(ctx: EventContext, conn: Connection, type: str, data: Mapping[str, Any]) -> Connection:
     """`conn` with the event in its outbox, for the caller's own CAS write (then `save`)."""
     if conn.events_closed:
         return conn  # being deleted: `connection.deleted` was the last word
@@ -114,7 +96,7 @@ def add(ctx: Context, conn: Connection, type: str, data: Mapping[str, Any]) -> C
 
 
 async def save(
-    ctx: Context, conn: Connection, expect_version: int | None, fence: Fence | None = None
+    ctx: EventContext, conn: Connection, expect_version: int | None, fence: Fence | None = None
 ) -> int:
     """`records.save` of a connection, moving the events in its outbox into the log after
     the write. Raises `VersionConflict` or `LockLost` like `records.save` (nothing written,
@@ -128,7 +110,38 @@ async def save(
     return version
 
 
-async def _flush(ctx: Context, stream: str) -> None:
+async def update_connection(
+    ctx: EventContext,
+    connection_id: str,
+    change: Callable[[Connection], Connection | None],
+    *,
+    contended: str,
+    fence: Fence | None = None,
+) -> tuple[Connection, bool]:
+    """`cas.update` of a connection record whose change may add events (`add`): they are
+    armed before every attempt and moved into the log after the one that lands, as `save`
+    does. `change` answers None to write nothing, and may raise to abort. Returns the record
+    as written, or as read with False when nothing was; `NotFound` without a record."""
+
+    async def apply(conn: Connection | None) -> Connection | None:
+        if conn is None:
+            raise NotFound(f"no connection {connection_id!r}")
+        updated = change(conn)
+        if updated is not None and updated.outbox:
+            await event_outbox.arm(ctx, connection_id, updated.outbox)
+        return updated
+
+    if not records.is_connection_id(connection_id):
+        raise NotFound(f"no connection {connection_id!r}")
+    key = keys.connection(connection_id)
+    result = await cas.update(ctx.store, key, Connection, apply, contended=contended, fence=fence)
+    assert result.record is not None  # `apply` raised otherwise
+    if result.written and result.record.outbox:
+        await _flush(ctx, connection_id)
+    return result.record, result.written
+
+
+async def _flush(ctx: EventContext, stream: str) -> None:
     try:
         await event_outbox.move(ctx, stream, wait=FLUSH_WAIT)
     except BrokerError as exc:
@@ -136,57 +149,80 @@ async def _flush(ctx: Context, stream: str) -> None:
         log.warning("moving the outbox of %s failed (%s): left to the worker", stream, exc.code)
 
 
-async def emit_global(ctx: Context, type: str, data: Mapping[str, Any]) -> Event:
+async def emit_global(ctx: EventContext, type: str, data: Mapping[str, Any]) -> Event:
     """Emit an event that belongs to no connection (`keys.rewrap_completed`): durable once
     this returns, delivered in order with the other global events."""
-    key = keys.global_events()
-    for _ in range(event_outbox.CAS_RETRIES):
-        found = await records.load(ctx.store, key, GlobalEvents)
-        stream, version = found if found else (GlobalEvents(), 0)
+
+    async def append(found: GlobalEvents | None) -> GlobalEvents:
+        stream = found if found is not None else GlobalEvents()
         event = _event(ctx, stream, type, data, None)
-        update = {"outbox": [*stream.outbox, event], "last_event_id": event.id}
         await event_outbox.arm(ctx, keys.GLOBAL_EVENTS, [event])
-        try:
-            await records.save(ctx.store, key, stream.model_copy(update=update), version)
-        except VersionConflict:
-            continue
-        await _flush(ctx, keys.GLOBAL_EVENTS)
-        return event
-    raise VersionConflict("the global event stream is too contended; retry")
+        return stream.model_copy(
+            update={"outbox": [*stream.outbox, event], "last_event_id": event.id}
+        )
+
+    result = await cas.update(
+        ctx.store,
+        keys.global_events(),
+        GlobalEvents,
+        append,
+        contended="the global event stream is too contended; retry",
+    )
+    await _flush(ctx, keys.GLOBAL_EVENTS)
+    assert result.record is not None
+    return result.record.outbox[-1]
 
 
-async def delete_connection(ctx: Context, connection_id: str, data: Mapping[str, Any]) -> None:
+@dataclass(frozen=True)
+class Emitter:
+    """An `EventContext` from a store and the settings alone: no catalog, no HTTP client, no
+    audit log, none of which emitting needs (`announce`)."""
+
+    store: SealedStore
+    settings: Settings
+    clock: Callable[[], float] = time.time
+
+
+async def announce(
+    store: SealedStore, settings: Settings, type: str, data: Mapping[str, Any]
+) -> Event:
+    """`emit_global` for code that has a store and no running broker: the command line
+    (`broker keys rewrap` announces `keys.rewrap_completed`). The event lands in the log like
+    any other; the serving brokers' event workers deliver it."""
+    return await emit_global(Emitter(store, settings), type, data)
+
+
+async def delete_connection(ctx: EventContext, connection_id: str, data: Mapping[str, Any]) -> None:
     """Delete a connection record once `connection.deleted`, and every event before it, is
     in the log: the outbox goes with the record. A crash in between leaves a `revoked`
     connection whose deletion is announced already (at-least-once); deleting it again
     finishes the job without a second event."""
     key = keys.connection(connection_id)
-    for _ in range(event_outbox.CAS_RETRIES):
-        found = await records.load(ctx.store, key, Connection)
-        if found is None:
-            return
-        conn, version = found
-        if not conn.events_closed:
-            closed = add(ctx, conn, "connection.deleted", data).model_copy(
-                update={"events_closed": True, "status": "revoked", "updated_at": ctx.clock()}
-            )
-            await event_outbox.arm(ctx, conn.id, closed.outbox)
-            with contextlib.suppress(VersionConflict):  # either way: read again
-                await records.save(ctx.store, key, closed, version)
-            continue
-        if conn.outbox:
-            if not await event_outbox.move(ctx, conn.id, wait=event_outbox.LOCK_TTL):
-                raise Conflict(f"the event outbox of {conn.id} is busy; retry the delete")
-            continue
-        try:
-            await ctx.store.delete(key, expect_version=version)
-            return
-        except VersionConflict:
-            continue  # a late write (a refresh finishing): look again
-    raise VersionConflict(f"{connection_id} kept changing while being deleted; retry")
+    contended = f"{connection_id} kept changing while being deleted; retry"
+
+    async def close(conn: Connection | None) -> Connection | None:
+        if conn is None or conn.events_closed:
+            return None
+        closed = add(ctx, conn, "connection.deleted", data).model_copy(
+            update={"events_closed": True, "status": "revoked", "updated_at": ctx.clock()}
+        )
+        await event_outbox.arm(ctx, conn.id, closed.outbox)
+        return closed
+
+    async def drop(conn: Connection | None) -> cas.Delete | None:
+        if conn is None:
+            return None
+        if conn.outbox and not await event_outbox.move(ctx, conn.id, wait=event_outbox.LOCK_TTL):
+            raise Conflict(f"the event outbox of {conn.id} is busy; retry the delete")
+        # after a move the version read is stale: the delete loses, and the next attempt
+        # reads the record with its outbox empty; a late write (a refresh finishing) the same
+        return cas.DELETE
+
+    await cas.update(ctx.store, key, Connection, close, contended=contended)
+    await cas.update(ctx.store, key, Connection, drop, contended=contended)
 
 
-async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]:
+async def list_after(ctx: EventContext, after: str | None, limit: int) -> list[Event]:
     """Up to `limit` logged events with ids above `after`, in id order, read through the log's
     ordered index (`keys.EVENT_LOG`): a page costs its own size, however long the log.
     Events younger than `BROKER_EVENTS_PULL_DELAY` are held back: one still being moved into
@@ -196,7 +232,7 @@ async def list_after(ctx: Context, after: str | None, limit: int) -> list[Event]
     horizon = int((now - ctx.settings.events_pull_delay) * 1000)
     found: list[Event] = []
     # ids past the retention are gone, whether or not a writer has trimmed them yet
-    floor = event_outbox.retention_floor(now, ctx.settings.events_retention)
+    floor = retention_floor(now, ctx.settings.events_retention)
     cursor = floor if after is None or after < floor else after
     while len(found) < limit:
         ids = await ctx.store.index_range(keys.EVENT_LOG, after=cursor, limit=limit)

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from broker.config import events_signing_key, load_settings
 from broker.errors import ConfigError
 from broker.services import events
-from broker.services.event_delivery import sign
+from broker.services.events import sign
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 

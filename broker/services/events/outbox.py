@@ -10,7 +10,7 @@ nor invents an event.
 
 The emitter moves its own events right after its write. Before that write it arms a
 due-index entry (`keys.event_outbox_due`, due `RECOVERY_DELAY` later), which makes the
-event worker (`event_delivery`) finish the move if the emitter died in between.
+event worker (`delivery`) finish the move if the emitter died in between.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from broker.errors import VersionConflict
-from broker.services import records
-from broker.services.context import Context
+from broker.config import Settings
+from broker.services import cas, records
+from broker.services.events.ids import retention_floor
 from broker.services.records import (
     Connection,
     Event,
@@ -33,6 +34,7 @@ from broker.services.records import (
     Outboxed,
 )
 from broker.store import keys
+from broker.store.sealed import SealedStore
 
 log = logging.getLogger("broker.events")
 
@@ -41,7 +43,20 @@ RECOVERY_DELAY = 10.0
 beyond one store write (2 s deadline), so the entry never fires before its write landed."""
 LOCK_TTL = 10.0
 LOCK_POLL = (0.01, 0.04)
-CAS_RETRIES = 20
+
+
+class EventContext(Protocol):
+    """What emitting and moving events needs. A `services.context.Context` is one; so is
+    the `Emitter` a command line builds from a store and its settings alone."""
+
+    @property
+    def store(self) -> SealedStore: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
 
 def stream_record(stream: str) -> tuple[str, type[Outboxed]]:
@@ -51,7 +66,7 @@ def stream_record(stream: str) -> tuple[str, type[Outboxed]]:
     return keys.connection(stream), Connection
 
 
-async def arm(ctx: Context, stream: str, events: Sequence[Event]) -> None:
+async def arm(ctx: EventContext, stream: str, events: Sequence[Event]) -> None:
     """Call before writing `events` into the stream's outbox. An entry whose event never got
     written finds nothing and is dropped; an event written without one could sit in its
     outbox until the stream's next event. The due time depends on the event only, so arming
@@ -62,7 +77,7 @@ async def arm(ctx: Context, stream: str, events: Sequence[Event]) -> None:
         )
 
 
-async def acquire(ctx: Context, lock: str, ttl: float) -> str | None:
+async def acquire(ctx: EventContext, lock: str, ttl: float) -> str | None:
     """`Store.acquire` that gives the lock back when cancelled (a broker shutting down): the
     store may have granted it all the same, and it would hold up the stream for `ttl`."""
     task = asyncio.ensure_future(ctx.store.acquire(lock, ttl))
@@ -76,7 +91,7 @@ async def acquire(ctx: Context, lock: str, ttl: float) -> str | None:
         raise
 
 
-async def move(ctx: Context, stream: str, *, wait: float = 0.0) -> bool:
+async def move(ctx: EventContext, stream: str, *, wait: float = 0.0) -> bool:
     """Move the stream's outbox into the log. False when the outbox lock stayed busy for
     `wait` seconds: its holder moves whatever it reads, the armed entries the rest."""
     lock = keys.event_outbox_lock(stream)
@@ -92,27 +107,35 @@ async def move(ctx: Context, stream: str, *, wait: float = 0.0) -> bool:
     return True
 
 
-async def _move_locked(ctx: Context, stream: str) -> None:
+async def _move_locked(ctx: EventContext, stream: str) -> None:
     key, model = stream_record(stream)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, model)
-        if found is None or not found[0].outbox:
-            return
-        record, version = found
-        for event in record.outbox:
+    moving: list[Event] = []
+
+    async def take_outbox(record: Outboxed | None) -> Outboxed | None:
+        nonlocal moving
+        if record is None or not record.outbox:
+            return None
+        moving = record.outbox
+        for event in moving:
             await _log(ctx, stream, event)
-        await _enqueue(ctx, stream, record.outbox)
-        try:
-            await records.save(ctx.store, key, record.model_copy(update={"outbox": []}), version)
-        except VersionConflict:
-            continue  # a newer write, perhaps with more events: the steps above repeat harmlessly
-        for event in record.outbox:
+        await _enqueue(ctx, stream, moving)
+        # a lost write means a newer one, perhaps with more events: these steps repeat
+        # harmlessly on the next attempt
+        return record.model_copy(update={"outbox": []})
+
+    result = await cas.update(
+        ctx.store,
+        key,
+        model,
+        take_outbox,
+        contended=f"the event outbox of {stream} kept changing; the worker will retry",
+    )
+    if result.written:
+        for event in moving:
             await ctx.store.unschedule(keys.event_outbox_due(stream, event.id))
-        return
-    raise VersionConflict(f"the event outbox of {stream} kept changing; the worker will retry")
 
 
-async def _log(ctx: Context, stream: str, event: Event) -> None:
+async def _log(ctx: EventContext, stream: str, event: Event) -> None:
     key = keys.event(event.id)
     if await ctx.store.get(key) is not None:
         return  # logged by an interrupted move: keep its delivery state
@@ -134,29 +157,24 @@ async def _log(ctx: Context, stream: str, event: Event) -> None:
     await ctx.store.index_trim(keys.EVENT_LOG, retention_floor(now, retention))
 
 
-def retention_floor(now: float, retention: float) -> str:
-    """Below every event id still inside the retention, above every one past it (ids are
-    `evt_` + 13-digit ms + ...)."""
-    return "evt_" + records.time_key(now - retention)
-
-
-async def _enqueue(ctx: Context, stream: str, events: Sequence[Event]) -> None:
+async def _enqueue(ctx: EventContext, stream: str, events: Sequence[Event]) -> None:
     if not ctx.settings.events_url:
         return  # pull only: nothing would ever drain the queue
     key = keys.event_queue(stream)
-    for _ in range(CAS_RETRIES):
-        found = await records.load(ctx.store, key, EventQueue)
-        queue, version = found if found else (EventQueue(), 0)
+
+    async def append(found: EventQueue | None) -> EventQueue | None:
+        queue = found if found is not None else EventQueue()
         last = queue.last_enqueued
         new = [e.id for e in events if last is None or e.id > last]
         if not new:
-            break
-        updated = EventQueue(pending=[*queue.pending, *new], last_enqueued=new[-1])
-        try:
-            await records.save(ctx.store, key, updated, version)
-            break
-        except VersionConflict:
-            continue
-    else:
-        raise VersionConflict(f"the event queue of {stream} kept changing; the worker will retry")
+            return None
+        return EventQueue(pending=[*queue.pending, *new], last_enqueued=new[-1])
+
+    await cas.update(
+        ctx.store,
+        key,
+        EventQueue,
+        append,
+        contended=f"the event queue of {stream} kept changing; the worker will retry",
+    )
     await ctx.store.schedule(key, ctx.clock())

@@ -16,20 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import broker.services.connect.sessions as connect_sessions
 from broker import metrics, oauth
-from broker.errors import BrokerError, InvalidRequest, VersionConflict
-from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import (
-    connect_sessions,
-    connections,
-    events,
-    oauth_apps,
-    records,
-    refresh,
-)
+from broker.errors import BrokerError, InvalidRequest
+from broker.manifest import Manifest, OAuthConfig
+from broker.services import connections, events, provider, records, refresh
 from broker.services.context import Context
-from broker.services.provider_http import obtain_token
-from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
+from broker.services.records import Connection, OAuthState, StoredToken
 from broker.store import keys
 
 STATE_TTL = 10 * 60
@@ -85,28 +78,30 @@ def callback_path(ctx: Context, connector: str) -> str:
 
 
 def oauth_config(manifest: Manifest) -> OAuthConfig:
-    if manifest.connection.oauth is None:
+    config = manifest.oauth
+    if config is None:
         raise InvalidRequest(f"{manifest.key} is not an OAuth connector")
-    return manifest.connection.oauth
+    return config
 
 
 async def begin(ctx: Context, token: str, session: records.ConnectSession) -> Redirect:
     manifest = ctx.catalog.get(session.connector)
     config = oauth_config(manifest)
-    app = await oauth_apps.resolve(ctx, config.client.credential_key, session.tenant_id)
-    oauth_apps.client_auth(
-        app, config
-    )  # refuse now, not after the user has logged in at the provider
-    assert config.authorization_url_template is not None  # manifest checks guarantee it
-    endpoint = fill_template(
-        config.authorization_url_template,
-        manifest,
-        tenant_id=session.tenant_id,
-        connection_id=session.connection_id or "",
-        settings=session.settings,
-    )
     state = oauth.create_state()
     verifier = oauth.create_code_verifier() if config.pkce else None
+    uri = redirect_uri(ctx, manifest.key)
+    # before the state is stored: a misconfigured app is refused here
+    location = await provider.authorization_url(
+        ctx,
+        manifest,
+        config,
+        tenant_id=session.tenant_id,
+        connection_id=session.connection_id,
+        settings=session.settings,
+        redirect_uri=uri,
+        state=state,
+        code_verifier=verifier,
+    )
     browser_secret = secrets.token_urlsafe(32)
     record = OAuthState(
         session_hash=connect_sessions.token_hash(token),
@@ -115,23 +110,13 @@ async def begin(ctx: Context, token: str, session: records.ConnectSession) -> Re
         return_url=session.return_url,
         connection_id=session.connection_id,
         settings=session.settings,
-        redirect_uri=redirect_uri(ctx, manifest.key),
+        redirect_uri=uri,
         code_verifier=verifier,
         browser_hash=_sha256(browser_secret),
         credential_key=config.client.credential_key,
         created_at=ctx.clock(),
     )
     await records.save_ttl(ctx.store, keys.oauth_state(_sha256(state)), record, STATE_TTL)
-    location = oauth.prepare_authorization_url(
-        endpoint,
-        client_id=app.client_id,
-        redirect_uri=record.redirect_uri,
-        scopes=config.scopes,
-        scope_separator=config.scope_separator,
-        state=state,
-        code_challenge=oauth.create_s256_challenge(verifier) if verifier else None,
-        extra_params=config.authorization_params,
-    )
     return Redirect(location, cookie_name(state), browser_secret)
 
 
@@ -176,8 +161,7 @@ async def complete(
         return fail("session_expired")
     try:
         try:
-            app = await oauth_apps.resolve(ctx, record.credential_key, record.tenant_id)
-            token = await exchange_code(ctx, manifest, config, app, record, response.code)
+            token = await provider.exchange_code(ctx, manifest, config, record, response.code)
         except Exception:
             # nothing was written: the link may start a new flow, in this tab or another
             await connect_sessions.give_back(ctx, claim)
@@ -200,34 +184,6 @@ async def complete(
     )
 
 
-async def exchange_code(
-    ctx: Context,
-    manifest: Manifest,
-    config: OAuthConfig,
-    app: OAuthApp,
-    record: OAuthState,
-    code: str,
-) -> StoredToken:
-    token_url = fill_template(
-        config.token_url_template,
-        manifest,
-        tenant_id=record.tenant_id,
-        connection_id=record.connection_id or "",
-        settings=record.settings,
-    )
-    request = oauth.prepare_authorization_code_request(
-        token_url,
-        client=oauth_apps.client_auth(app, config),
-        code=code,
-        redirect_uri=record.redirect_uri,
-        code_verifier=record.code_verifier,
-        extra_params=config.token_params,
-        encoding=config.token_request_encoding,
-    )
-    redact = [code, *([record.code_verifier] if record.code_verifier else [])]
-    return await obtain_token(ctx, request, config, requested_scopes=config.scopes, redact=redact)
-
-
 async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connection:
     now = ctx.clock()
     if record.connection_id is None:
@@ -243,12 +199,12 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
         await connections.create(ctx, connection)
         await refresh.schedule_next(ctx, connection)
         return connection
+
     # Reconnect: same id, fresh tokens, back to active; CAS so a concurrent write is not lost.
     # Not under the refresh lock: the new grant wins whenever it lands, and a refresh of the
-    # old one in flight drops its result on seeing another token (`refresh_outcome`), so
+    # old one in flight drops its result on seeing another token (`refresh.outcome`), so
     # the tenant's browser never waits on the old grant's provider call.
-    for _ in range(connections.CAS_RETRIES):
-        existing, version = await connections.get(ctx, record.connection_id)
+    def reconnect(existing: Connection) -> Connection:
         updated = existing.model_copy(
             update={
                 "status": "active",
@@ -258,16 +214,18 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
                 "updated_at": now,
             }
         )
-        updated = events.add(
+        return events.add(
             ctx,
             updated,
             "connection.reconnected",
             {"status": "active", "previous_status": existing.status},
         )
-        try:
-            await events.save(ctx, updated, version)
-            await refresh.schedule_next(ctx, updated)
-            return updated
-        except VersionConflict:
-            continue
-    raise VersionConflict("the connection kept changing during reconnect")
+
+    updated, _ = await events.update_connection(
+        ctx,
+        record.connection_id,
+        reconnect,
+        contended="the connection kept changing during reconnect",
+    )
+    await refresh.schedule_next(ctx, updated)
+    return updated

@@ -1,0 +1,203 @@
+"""Token refresh, single-flight per connection across every replica (DESIGN 5).
+
+The one that takes the refresh lock re-reads the record (someone may have refreshed already),
+calls the provider within what is left of the lock, writes with CAS fenced by the lock
+(merging onto a newer record if an unrelated write won; `outcome`), and persists before
+releasing the lock. Everyone else polls the record for the new version (they never
+queue through the lock) and, if the lock holder dies, takes the lock over once it expires.
+Providers that rotate refresh tokens revoke the whole grant when an old one is reused, so a
+second refresh of the same token would be data loss: that is what this prevents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from broker import metrics, oauth
+from broker.errors import BrokerError, LockLost, RefreshTimeout
+from broker.services import provider
+from broker.services.context import Context
+from broker.services.records import Connection, StoredToken, load_connection
+from broker.services.refresh.lock import HeldLock, holding
+from broker.services.refresh.outcome import (
+    dropped,
+    needs_reauth,
+    record_failure,
+    schedule_next,
+    write_token,
+)
+from broker.services.refresh.policy import (
+    backing_off,
+    check_usable,
+    forced_recently,
+    is_fresh,
+    is_valid,
+    old_or_fail,
+    proactive_due,
+    serves,
+)
+from broker.store import keys
+
+WAIT_DEADLINE = 10.0
+POLL_INTERVAL = (0.02, 0.06)
+
+
+async def ensure_fresh(
+    ctx: Context,
+    connection_id: str,
+    *,
+    min_ttl: float,
+    force: bool = False,
+    current: tuple[Connection, int] | None = None,
+) -> StoredToken:
+    """A token valid for more than `min_ttl` (capped, see `policy.effective_margin`), refreshing
+    once across all replicas when needed; `force` after the provider refused the token.
+    `current` is the record as the caller just read it (saves a read on the hot path)."""
+    started = ctx.clock()
+    conn, version = current or await load_connection(ctx.store, connection_id)
+    check_usable(conn)
+    if not force and is_fresh(conn.token, min_ttl, started):
+        assert conn.token is not None
+        return conn.token
+    if not force and backing_off(conn, started) and is_valid(conn.token, started):
+        assert conn.token is not None
+        return conn.token
+    if force and (recent := _forced_recently(ctx, conn, started)) is not None:
+        return recent
+    # One refresh per connection per process: every caller here shares it, so a stampede
+    # costs one lock attempt and one poller per replica, not one per caller.
+    shared = ctx.refreshes.joined(connection_id)
+    if shared is None:
+        work = _across_replicas(
+            ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
+        )
+        shared = ctx.refreshes.start(connection_id, work, forced=force)
+    return await shared
+
+
+def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToken] | None:
+    """The refresh of a stale token this process already runs for the connection, for the
+    next stale caller to wait on without `ensure_fresh`'s checks: the caller that started it
+    made them. In a stampede every queued caller passes here, and the refresh's first step
+    waits behind all of them. A forced refresh is not joined: while backing off after a
+    transient failure, a caller is served the still-valid token at once instead."""
+    return ctx.refreshes.joined(connection_id, unforced=True)
+
+
+async def _across_replicas(
+    ctx: Context, connection_id: str, version: int, *, min_ttl: float, force: bool, started: float
+) -> StoredToken:
+    key = keys.connection(connection_id)
+    while True:
+        try:
+            async with holding(ctx, connection_id) as held:
+                if held is not None:
+                    return await refresh_locked(
+                        ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
+                    )
+        except LockLost:
+            pass  # whoever holds the lock now writes its own result: wait for it like anyone
+        # another replica holds the lock: wait for its write, woken by the change feed where
+        # the store has one, else at the next poll
+        await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
+        conn, latest = await load_connection(ctx.store, connection_id)
+        now = ctx.clock()
+        if latest != version:
+            version = latest
+            check_usable(conn)
+            if conn.token is not None and serves(
+                conn.token, force=force, since=started, min_ttl=min_ttl, now=now
+            ):
+                return conn.token
+            if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
+                return old_or_fail(conn, now)
+        if now - started > WAIT_DEADLINE:
+            raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
+
+
+async def refresh_locked(
+    ctx: Context,
+    connection_id: str,
+    held: HeldLock,
+    *,
+    min_ttl: float,
+    force: bool,
+    since: float,
+    proactive: bool = False,
+) -> StoredToken:
+    """Call only while holding the connection's refresh lock (`held`). `LockLost` when the
+    lock ran out before the token was written: nothing was written."""
+    conn, _ = await load_connection(ctx.store, connection_id)
+    check_usable(conn)
+    now = ctx.clock()
+    token = conn.token
+    if force and (recent := _forced_recently(ctx, conn, now)) is not None:
+        return recent  # another replica's forced refresh, or this one's a moment ago
+    if token is not None:
+        if (force or not proactive) and serves(
+            token, force=force, since=since, min_ttl=min_ttl, now=now
+        ):
+            return token  # refreshed while we were waiting for the lock, or fresh enough
+        settings = ctx.settings
+        if proactive and not proactive_due(
+            conn, now, settings.refresh_margin, settings.idle_refresh_interval
+        ):
+            return token
+    manifest = ctx.catalog.get(conn.connector)
+    config = manifest.oauth
+    if config is None:
+        raise BrokerError(f"{conn.connector} is not an OAuth connector")
+    if config.type != "client_credentials" and (token is None or token.refresh_token is None):
+        if is_valid(token, now) and token is not None:
+            return token
+        message = f"connection {conn.id} has no refresh token: the tenant must reconnect"
+        return await needs_reauth(ctx, conn, "no refresh token", message)
+    seconds = held.provider_seconds()
+    forced_at = ctx.clock() if force else None
+    started = time.perf_counter()
+    try:
+        fresh = await provider.request_token(ctx, manifest, config, conn, seconds=seconds)
+    except oauth.InvalidGrant:
+        _count_refresh(manifest.key, "invalid_grant", started)
+        message = f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
+        return await needs_reauth(ctx, conn, "invalid_grant", message)
+    except oauth.OAuthError as exc:
+        _count_refresh(manifest.key, _outcome(exc), started)
+        failed = await record_failure(ctx, conn, exc, forced_at)
+        return old_or_fail(failed, ctx.clock())
+    _count_refresh(manifest.key, "ok", started)
+    try:
+        updated, written = await write_token(ctx, held, conn, fresh, forced_at)
+    except LockLost:
+        dropped(manifest.key, "lock_lost", connection_id)
+        raise
+    if not written:
+        dropped(manifest.key, "superseded", connection_id)
+        check_usable(updated)
+        return old_or_fail(updated, ctx.clock())
+    await schedule_next(ctx, updated)
+    return fresh
+
+
+def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken | None:
+    return forced_recently(conn, now, ctx.settings.forced_refresh_interval)
+
+
+# RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
+_TOKEN_ERRORS = frozenset(
+    {"invalid_request", "invalid_client", "unauthorized_client", "unsupported_grant_type"}
+    | {"invalid_scope", "server_error", "temporarily_unavailable"}
+)
+
+
+def _outcome(exc: oauth.OAuthError) -> str:
+    if exc.transient:
+        return "transient"
+    return exc.error if exc.error in _TOKEN_ERRORS else "error"
+
+
+def _count_refresh(connector: str, outcome: str, started: float) -> None:
+    metrics.TOKEN_REFRESHES.inc(connector, outcome)
+    metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
