@@ -19,7 +19,7 @@ BASE = (
     "broker.oauth",
     "broker.crypto",
     "broker.webhooks",
-)
+)  # the pure layer, as a whole; PURE below orders it
 STORE = (*BASE, "broker.store")
 SERVICES = (
     *BASE,
@@ -37,21 +37,28 @@ SDK = ("broker.errors", "broker.runtime")  # runs in connector processes: nothin
 IO_PACKAGES = ("aiohttp", "redis", "socket", "sqlite3", "asyncio")
 
 
+# The pure layer is ordered too: each unit may import only the ones named here (and itself).
+PURE: dict[str, tuple[str, ...]] = {
+    "broker.errors": (),
+    "broker.logs": ("broker.errors",),
+    "broker.metrics": ("broker.errors",),
+    "broker.oauth": ("broker.errors",),
+    "broker.crypto": ("broker.errors",),
+    "broker.webhooks": ("broker.errors",),
+    "broker.manifest": ("broker.errors",),
+    "broker.config": ("broker.errors", "broker.logs"),
+}
+
+
+def pure_unit(module: str) -> str | None:
+    return next((u for u in PURE if module == u or module.startswith(u + ".")), None)
+
+
 def layer_of(module: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(allowed broker imports, forbidden third-party imports) for a module."""
-    if module.startswith(
-        (
-            "broker.oauth",
-            "broker.crypto",
-            "broker.logs",
-            "broker.metrics",
-            "broker.errors",
-            "broker.manifest",
-            "broker.config",
-            "broker.webhooks",
-        )
-    ):
-        return BASE, IO_PACKAGES
+    unit = pure_unit(module)
+    if unit is not None:
+        return (unit, *PURE[unit]), IO_PACKAGES
     if module.startswith("broker.store"):
         return STORE, ("aiohttp",)
     if module.startswith("broker.services"):
@@ -158,3 +165,86 @@ def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     found = imports_of(bad, "broker.crypto.bad")
     assert "aiohttp" in forbidden and "aiohttp" in found
     assert not "broker.web".startswith(allowed)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the broker modules it imports, each import resolved to the module that
+    runs (`from broker.manifest import Manifest` is broker.manifest, the package's
+    `__init__`). Imports inside functions count: hiding a cycle there is still a cycle."""
+    known = {module for module, _ in modules()}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in modules():
+        found = {resolve(i) for i in imports_of(path, module) if i.startswith("broker")}
+        graph[module] = {m for m in found if m is not None and m != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            nxt = next((e for e in edges if e in graph), None)
+            if nxt is not None:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph[nxt]))))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles_anywhere() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle_inside_a_layer() -> None:
+    graph = {
+        "broker.services.a": {"broker.services.b"},
+        "broker.services.b": {"broker.services.c"},
+        "broker.services.c": {"broker.services.a", "broker.errors"},
+        "broker.errors": set(),
+    }
+    assert cycles(graph) == [["broker.services.a", "broker.services.b", "broker.services.c"]]
+    assert cycles({**graph, "broker.services.c": {"broker.errors"}}) == []
+
+
+def test_the_pure_layer_is_ordered() -> None:
+    allowed, _ = layer_of("broker.oauth.token")
+    assert "broker.errors.x".startswith(allowed)
+    assert not "broker.manifest".startswith(allowed)
+    assert not "broker.crypto.aead".startswith(layer_of("broker.manifest.models")[0])
+    assert "broker.logs".startswith(layer_of("broker.config")[0])
