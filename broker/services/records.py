@@ -118,8 +118,8 @@ class Outboxed(_Record):
 
 class RuntimeView(_Record):
     """The fields of a connection record that a runtime read uses, parsed from the same
-    JSON: settings history, event outbox and refresh bookkeeping are skipped. Parsing the
-    whole record cost 4.7 us fresh and 19 us with ten kept versions, this view 3.2 and 8."""
+    JSON: settings history, event outbox and refresh bookkeeping are skipped, so a read's
+    parse does not grow with the record's history (figures in docs/benchmarks.md)."""
 
     tenant_id: str
     connector: str
