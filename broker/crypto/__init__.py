@@ -11,7 +11,7 @@ from broker.crypto.aead import (
     seal,
     sealed_header,
 )
-from broker.crypto.holder import KeyringFile
+from broker.crypto.keyring_file import KeyringFile
 from broker.crypto.keyring import (
     KEY_SIZE,
     Keyring,
