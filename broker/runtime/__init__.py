@@ -19,7 +19,7 @@ the runtime token.
     testing  `connector_test_runtime`, fakes for connector tests
 
 The SDK runs inside connector processes: it imports nothing of the server (no store, no
-crypto, no redis), only the pure `broker.errors`; `tests/test_runtime_sdk_imports.py`
+crypto, no redis), only the pure `broker.errors`; `tests/runtime/test_runtime_sdk_imports.py`
 checks it.
 """
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SDK = ("broker.runtime", "broker.runtime.testing", "broker.testing")
 # the only broker modules the SDK may load: itself, the package root and the pure error tree
 ALLOWED = {"broker", "broker.errors", "broker.testing"}

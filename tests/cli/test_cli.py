@@ -20,7 +20,7 @@ from broker.cli import main
 from broker.crypto import Keyring
 from broker.manifest import BUNDLED_DIR
 
-BROKEN = Path(__file__).parent / "manifests" / "broken"
+BROKEN = Path(__file__).resolve().parents[1] / "manifest" / "broken"
 BROKER = [sys.executable, "-m", "broker.cli"]
 
 
@@ -100,7 +100,7 @@ def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
     """The README's run command: `broker serve --dev` from an empty folder serves /healthz."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     proc = spawn([*BROKER, "serve", "--dev", "--port", str(port)], tmp_path, env)
     try:
         body = _wait_for(f"http://127.0.0.1:{port}/healthz", proc)
@@ -121,7 +121,7 @@ def test_serve_dev_on_a_fresh_directory(tmp_path: Path) -> None:
     assert "admin token" in output
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def dev_checkout(tmp_path: Path) -> Path:
@@ -225,7 +225,7 @@ def test_serve_refuses_invalid_configuration(
     tmp_path: Path, env: dict[str, str], fragment: str
 ) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
-    clean["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    clean["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     result = subprocess.run(
         [*BROKER, "serve"],
         cwd=tmp_path,
@@ -244,7 +244,7 @@ def test_serve_refuses_a_corrupt_keyring(tmp_path: Path) -> None:
     keyring.write_text('{"primary": "k1", "keys": {"k1": "c2hvcnQ="}}')
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
     clean |= {
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         "BROKER_KEYRING_FILE": str(keyring),
         "BROKER_ADMIN_TOKEN": "y" * 20,
     }

@@ -18,7 +18,7 @@ from broker.manifest import (
     validate_manifest,
 )
 
-BROKEN = sorted((Path(__file__).parent / "manifests" / "broken").glob("*.json"))
+BROKEN = sorted((Path(__file__).parent / "broken").glob("*.json"))
 BUNDLED = manifest_paths(BUNDLED_DIR)
 
 
