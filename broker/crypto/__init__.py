@@ -11,7 +11,6 @@ from broker.crypto.aead import (
     seal,
     sealed_header,
 )
-from broker.crypto.keyring_file import KeyringFile
 from broker.crypto.keyring import (
     KEY_SIZE,
     Keyring,
@@ -20,6 +19,7 @@ from broker.crypto.keyring import (
     save_keyring,
     valid_key_id,
 )
+from broker.crypto.keyring_file import KeyringFile
 
 __all__ = [
     "FORMAT_VERSION",
