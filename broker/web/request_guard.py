@@ -136,8 +136,12 @@ def guard(request: web.Request) -> None:
 
 
 def loggable_path(path: str) -> str:
-    """`path` as a log line may show it: a connect link's path is a one-time credential."""
-    return "/connect/<token>" if path.startswith("/connect/") else path
+    """`path` as a log line may show it: a connect link's path is a one-time credential, and
+    a decoded path may hold a line break or a terminal escape (`%0A`, `%1B`) that would forge
+    a line of its own."""
+    if path.startswith("/connect/"):
+        return "/connect/<token>"
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
 def is_runtime_path(path: str) -> bool:
