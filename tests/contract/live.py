@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from broker.crypto import Keyring, save_keyring
-from tests.e2e.harness import free_port, oauth_manifest, peer_client, write_connectors
+from tests.e2e.harness import (
+    client_credentials_manifest,
+    free_port,
+    peer_client,
+    write_connectors,
+)
 from tests.e2e.processes import BrokerProcess
 from tests.helpers import ADMIN_TOKEN, admin
 from tests.peers.oidc import OidcPeer
@@ -69,15 +74,7 @@ def accepting_runtime() -> Iterator[str]:
 
 
 def machine_manifest(peer: OidcPeer) -> dict[str, Any]:
-    manifest = oauth_manifest(
-        MACHINE,
-        peer,
-        type="client_credentials",
-        scopes=[],
-        authorizationParams={},
-        issuer=None,
-        authorizationUrlTemplate=None,
-    )
+    manifest = client_credentials_manifest(MACHINE, peer)
     manifest["permissions"]["secrets"] = {"api_key": ["read"]}
     manifest["connection"]["settingsSchema"] = {
         "type": "object",
