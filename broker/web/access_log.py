@@ -6,7 +6,10 @@ records each one, by name and outcome."""
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -37,3 +40,23 @@ class AccessLogger(AbstractAccessLogger):
                 "remote": request.remote,
             },
         )
+
+
+class UnparseableRequests(logging.Filter):
+    """For `aiohttp.server`: a request aiohttp cannot parse is logged there at ERROR with a
+    traceback and the parser's message, which quotes the offending line (an Authorization
+    header with its token, a path). A client's garbage is not the broker's error: it becomes
+    one INFO line naming the kind of problem (the access log has its 400 already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "unparseable request from %s: %s"
+            record.args = (remote, type(exc).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+UNPARSEABLE_REQUESTS = UnparseableRequests()

@@ -27,6 +27,7 @@ from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.web import request_guard
+from broker.web.access_log import UNPARSEABLE_REQUESTS
 from broker.web.routes import (
     connect,
     connections,
@@ -53,6 +54,8 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     if settings.keyring_file is None:
         raise ConfigError("BROKER_KEYRING_FILE is not set")
     app = web.Application(client_max_size=request_guard.MAX_BODY_BYTES)
+    # aiohttp's own line for a request it cannot parse quotes the request (once per process)
+    logging.getLogger("aiohttp.server").addFilter(UNPARSEABLE_REQUESTS)
     app[SETTINGS] = settings
     app[KEYRING] = KeyringFile(settings.keyring_file)
     app[ADMIN_TOKENS] = AdminTokens(

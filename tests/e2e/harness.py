@@ -52,6 +52,19 @@ def oauth_manifest(key: str, peer: OidcPeer, **oauth: Any) -> dict[str, Any]:
     }
 
 
+def client_credentials_manifest(key: str, peer: OidcPeer) -> dict[str, Any]:
+    """A machine-to-machine connector: no browser, no authorization endpoint, no issuer."""
+    return oauth_manifest(
+        key,
+        peer,
+        type="client_credentials",
+        scopes=[],
+        authorizationParams={},
+        issuer=None,
+        authorizationUrlTemplate=None,
+    )
+
+
 def write_connectors(folder: Path, manifests: list[dict[str, Any]]) -> Path:
     for manifest in manifests:
         (folder / manifest["key"]).mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from broker.web.state import CONTEXT
 from tests.e2e.harness import (
     TRICKY_SECRET,
     browser,
+    client_credentials_manifest,
     forward,
     free_port,
     oauth_manifest,
@@ -114,17 +115,7 @@ def make_broker(
         [
             oauth_manifest("rot", oidc, rotatesRefreshTokens=True),
             oauth_manifest("flaky", oidc, tokenUrlTemplate=f"http://127.0.0.1:{PROXY_PORT}/token"),
-            {
-                **oauth_manifest(
-                    "machine",
-                    oidc,
-                    type="client_credentials",
-                    scopes=[],
-                    authorizationParams={},
-                    issuer=None,
-                    authorizationUrlTemplate=None,
-                )
-            },
+            client_credentials_manifest("machine", oidc),
         ],
     )
     settings = make_settings(

@@ -3,6 +3,7 @@ a 500, and no log line carries a connect token."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from broker.services.connect import sessions as connect_sessions
-from tests.helpers import admin
+from tests.helpers import ADMIN_TOKEN, admin
 from tests.web.test_connect_form import CANARY, new_link
 
 Client = TestClient[Any, Any]
@@ -126,3 +127,41 @@ async def test_json_in_an_unknown_charset_is_a_400(client: Client) -> None:
         headers={**admin(), "Content-Type": "application/json; charset=x-no-such-charset"},
     )
     await assert_json_400(resp)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"GET /v1/connectors HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\0\r\n\r\n",
+        f"GET /v1/connectors/{ADMIN_TOKEN}\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["header", "request-line"],
+)
+async def test_an_unparseable_request_is_a_client_error_in_the_log_without_its_values(
+    client: Client, caplog: pytest.LogCaptureFixture, raw: str
+) -> None:
+    # found by the contract fuzzer: aiohttp logged the parser's message, which quotes the
+    # offending line (here a bearer token), at ERROR with a traceback
+    caplog.set_level(logging.DEBUG)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(raw.encode())
+    answer = await reader.read()
+    writer.close()
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request")
+    assert ADMIN_TOKEN not in caplog.text
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "unparseable request" in caplog.text
+
+
+@pytest.mark.parametrize("piece", ["%0A", "%0D%0A", "%E2%80%A8", "%1B[31m"])
+async def test_a_path_cannot_add_a_line_to_the_log(
+    client: Client, caplog: pytest.LogCaptureFixture, piece: str
+) -> None:
+    # found by the contract fuzzer: the access log wrote the decoded path, so `%0A` in it
+    # started a forged line
+    caplog.set_level(logging.DEBUG)
+    resp = await client.get(f"/v1/connections/conn_x{piece}2026-01-01 INFO forged", headers=admin())
+    assert resp.status == 404
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("/v1/connections/conn_x" in m for m in logged)
+    assert all(m.isprintable() for m in logged), logged

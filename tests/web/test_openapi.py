@@ -253,6 +253,26 @@ async def test_documented_bounds_are_the_ones_enforced(
         assert resp.status == status, (path, value)
 
 
+@pytest.mark.parametrize(
+    ("path", "name", "value"),
+    [
+        # found by the contract fuzzer: an empty cursor is read as "from the start"
+        ("/v1/events", "after", ""),
+        ("/v1/events", "after", "nope"),
+        ("/v1/events", "after", "evt_1700000000000" + "0a" * 8),
+    ],
+)
+async def test_a_query_value_is_taken_exactly_when_the_document_allows_it(
+    client: Client, path: str, name: str, value: str
+) -> None:
+    document = await served(client)
+    (param,) = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+    allowed = jsonschema.Draft202012Validator(param["schema"]).is_valid(value)
+    resp = await client.get(path, params={name: value}, headers=admin())
+    assert resp.status in (200, 400), await resp.text()
+    assert (resp.status == 200) == allowed, (name, value, resp.status)
+
+
 def test_no_example_values(make_settings: Callable[..., Settings]) -> None:
     # the document carries shapes, never sample tokens or secrets
     def walk(node: Any) -> None:

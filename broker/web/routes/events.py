@@ -17,6 +17,8 @@ operation = Operations("events")
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 EVENT_ID = {"type": "string", "pattern": f"^{events.EVENT_ID.pattern}$"}
+CURSOR = {"type": "string", "pattern": f"^({events.EVENT_ID.pattern})?$"}
+"""An event id, or empty for the start (a `next` of null sent back as it came)."""
 
 
 class Event(BaseModel):
@@ -46,7 +48,7 @@ class Events(BaseModel):
     "listEvents",
     "Connection events in order (the newest held back briefly)",
     params=(
-        query("after", "the `next` of an earlier page", EVENT_ID),
+        query("after", "the `next` of an earlier page (empty or absent: the start)", CURSOR),
         page_size(MAX_LIMIT, DEFAULT_LIMIT),
     ),
     answers={200: json_reply("a page; an empty one keeps the cursor", Events)},
