@@ -115,7 +115,12 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
 def route_template(request: web.BaseRequest) -> str:
     """The request's route as registered (`/connect/{token}`), never its path: a path can
     hold a connect token. `unmatched` where no route matched (or before routing)."""
-    match_info = request.match_info if isinstance(request, web.Request) else None
+    match_info = None
+    if isinstance(request, web.Request):
+        try:
+            match_info = request.match_info
+        except AssertionError:  # aiohttp asserts when routing never ran (an unparseable request)
+            match_info = None
     resource = match_info.route.resource if match_info is not None else None
     return UNMATCHED if resource is None or resource.name == UNMATCHED else resource.canonical
 
