@@ -27,7 +27,9 @@ from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.web import request_guard
+from broker.web.assets import load_assets
 from broker.web.routes import (
+    assets,
     connect,
     connections,
     connectors,
@@ -35,11 +37,12 @@ from broker.web.routes import (
     health,
     metrics,
     oauth_apps,
+    oauth_callback,
     openapi,
     runtime,
     webhooks,
 )
-from broker.web.state import ADMIN_TOKENS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
+from broker.web.state import ADMIN_TOKENS, ASSETS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 log = logging.getLogger("broker")
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         [t.get_secret_value() for t in settings.admin_token], settings.admin_token_file
     )
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
+    app[ASSETS] = load_assets(settings)
     app.cleanup_ctx.append(_resources)
     for module in (
         health,
@@ -68,6 +72,8 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         connections,
         oauth_apps,
         connect,
+        oauth_callback,
+        assets,
         runtime,
         webhooks,
         events,
