@@ -56,11 +56,11 @@ async def new_link(client: Client, connector: str, **extra: Any) -> str:
     body = {"tenant_id": "tenant-p", "connector": connector, "return_url": RETURN, **extra}
     resp = await client.post("/v1/connect-sessions", headers=admin(), json=body)
     assert resp.status == 201, await resp.text()
-    return urlsplit((await resp.json())["connect_url"]).path
+    return urlsplit(str((await resp.json())["connect_url"])).path
 
 
 async def stored(client: Client) -> list[str]:
-    ctx = client.server.app[CONTEXT]
+    ctx = client.app[CONTEXT]
     return [c.id for c in await connections.list_for_tenant(ctx, "tenant-p")]
 
 
@@ -212,7 +212,7 @@ async def test_a_reconnect_says_what_it_changes_and_keeps_empty_secrets(api: Cli
     )
     assert done.status == 303
     assert query_of(done.headers["Location"])["connection_id"] == connection_id
-    conn, _ = await connections.get(api.server.app[CONTEXT], connection_id)
+    conn, _ = await connections.get(api.app[CONTEXT], connection_id)
     assert conn.secrets == {"api_key": GOOD_KEY, "webhook_secret": SECOND_SECRET}
     assert conn.settings == {"account": "team-a", "region": "eu"}
 
@@ -298,7 +298,7 @@ async def test_dead_links_say_why_and_lead_back_when_they_can(api: Client) -> No
     assert (await api.post(used, data={"api_key": "sk_test_good_3"})).status == 404
 
     expired = await new_link(api, "stripe")
-    ctx = api.server.app[CONTEXT]
+    ctx = api.app[CONTEXT]
     real_clock = ctx.clock
     ctx.clock = lambda: real_clock() + 31 * 60
     try:
