@@ -142,11 +142,12 @@ def webhook_section(url: str | None, instructions: str | None) -> str:
     if instructions:
         out += f'<p class="notice" id="instructions">{escape(instructions)}</p>'
     if url is not None:
+        # a text area, not an input: a long URL wraps and stays readable on a phone
         out += (
             '<div class="field"><label for="webhook-url">Webhook URL</label>'
-            '<div class="control">'
-            f'<input id="webhook-url" class="mono" type="text" readonly value="{attr(url)}"'
-            ' aria-describedby="webhook-url-help">'
+            '<div class="control stacked">'
+            f'<textarea id="webhook-url" class="mono" rows="2" readonly'
+            f' aria-describedby="webhook-url-help">{escape(url)}</textarea>'
             '<button type="button" data-copy aria-controls="webhook-url"'
             ' data-status="webhook-url-status" hidden>Copy</button></div>'
             '<p class="help" id="webhook-url-help">Paste this where the provider asks for the'

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.errors import InvalidRequest, InvalidSettings
+from broker.errors import ConnectionTestFailed, InvalidRequest, InvalidSettings
 from broker.manifest import Manifest, settings_schema
 from broker.manifest.settings_schema import PLACEHOLDER, SECRET
 from broker.web.assets import Assets
@@ -97,7 +97,9 @@ def failed_form(
     values the form started with (a reconnect's current settings)."""
     by_name: dict[str, list[str]] = {}
     general = [str(exc)]
-    if isinstance(exc, InvalidSettings):
+    if isinstance(exc, ConnectionTestFailed):
+        general = [f"{manifest.name} did not accept these settings: {exc.runtime_message}"]
+    elif isinstance(exc, InvalidSettings):
         # a reconnect checks only what was entered: what is left empty keeps its value
         by_name, general = settings_schema.problems_by_setting(
             manifest.settings_schema, values, partial=updating

@@ -107,9 +107,9 @@ async def test_the_form_is_drawn_from_the_settings_schema(api: Client) -> None:
     assert "required" not in size
     assert 'Page size <span class="optional">(optional)</span>' in html
 
-    webhook = page.by_id["webhook-url"]
-    assert "readonly" in webhook
-    assert webhook["value"].startswith("https://hooks.example.com/hooks/tenant-p/widget?")
+    assert "readonly" in page.by_id["webhook-url"]
+    webhook = page.text("webhook-url")
+    assert webhook.startswith("https://hooks.example.com/hooks/tenant-p/widget?")
     stylesheet = [link["href"] for link in page.all("link")]
     script = [s["src"] for s in page.all("script")]
     assert re.fullmatch(r"/static/[0-9a-f]{16}/connect\.css", stylesheet[0])
@@ -118,7 +118,7 @@ async def test_the_form_is_drawn_from_the_settings_schema(api: Client) -> None:
 
 async def test_the_webhook_url_shown_is_the_connections(api: Client) -> None:
     link = await new_link(api, "stripe")
-    shown = Page(await (await api.get(link)).text()).by_id["webhook-url"]["value"]
+    shown = Page(await (await api.get(link)).text()).text("webhook-url")
     done = await api.post(link, data={"api_key": "sk_test_good_1"}, allow_redirects=False)
     assert done.status == 303
     connection_id = query_of(done.headers["Location"])["connection_id"]
@@ -173,7 +173,10 @@ async def test_a_refused_key_shows_the_runtimes_message(
     html = await refused.text()
     assert WIDGET_KEY not in html
     page = Page(html)
-    assert FakeRuntime.MESSAGE in page.text("problems")
+    assert (
+        page.text("problems")
+        == f"Widget Cloud did not accept these settings: {FakeRuntime.MESSAGE}"
+    )
     assert page.by_id["account"]["value"] == "my-team"
     assert page.by_id["page_size"]["value"] == "50"
     assert [o for o in page.all("option") if "selected" in o] == [
@@ -205,7 +208,7 @@ async def test_a_reconnect_says_what_it_changes_and_keeps_empty_secrets(api: Cli
     assert "value" not in page.by_id["api_key"]
     assert "Leave empty to keep the current value." in page.text("api_key-help")
     assert not [tag for tag in page.all("input") if "required" in tag]
-    assert page.by_id["webhook-url"]["value"].endswith(f"connection_id={connection_id}")
+    assert page.text("webhook-url").endswith(f"connection_id={connection_id}")
 
     done = await api.post(
         link, data={"api_key": "", "webhook_secret": SECOND_SECRET}, allow_redirects=False
@@ -235,7 +238,7 @@ async def test_the_interstitial_names_the_provider_and_the_scopes(client: Client
     form = page.by_id["continue"]
     assert (form["method"], form["action"]) == ("post", link + "/continue")
     assert query_of(page.by_id["cancel"]["href"]) == {"status": "error", "error": "access_denied"}
-    assert "/api/v1/extensions/tenant-p/slack/" in page.by_id["webhook-url"]["value"]
+    assert "/api/v1/extensions/tenant-p/slack/" in page.text("webhook-url")
 
     onward = await client.post(link + "/continue", allow_redirects=False)
     assert onward.status == 302
