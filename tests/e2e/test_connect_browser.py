@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from broker.config import load_settings
 from broker.crypto import Keyring, save_keyring
 from broker.services import connections
 from broker.web.app import create_app
+from broker.web.settings_form import html_pattern
 from broker.web.state import CONTEXT
 from tests.e2e.harness import (
     free_port,
@@ -78,6 +80,7 @@ NEW_WEBHOOK_SECRET = "whsec_NEW_CANARY_d3d94468"
 CANARIES = (CLIENT_SECRET, WRONG_KEY, RIGHT_KEY, OLD_WEBHOOK_SECRET, NEW_WEBHOOK_SECRET)
 TIMEOUT_MS = 15_000  # a guard against a hang: every page is local
 NARROW: ViewportSize = {"width": 360, "height": 740}
+WIDE: ViewportSize = {"width": 900, "height": 800}
 
 oidc = oidc_peer_fixture(
     lambda: {
@@ -170,7 +173,7 @@ async def only_loopback(route: Route) -> None:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(stack: Stack, request: pytest.FixtureRequest) -> AsyncIterator[BrowserContext]:
-    viewport: ViewportSize = getattr(request, "param", {"width": 900, "height": 800})
+    viewport: ViewportSize = getattr(request, "param", WIDE)
     ctx = await stack.browser.new_context(
         viewport=viewport, permissions=["clipboard-read", "clipboard-write"]
     )
@@ -391,3 +394,30 @@ async def test_the_pages_at_360_px(
     await through_the_provider(page, allow=False)
     await page.wait_for_selector("h1:has-text('Access was not granted')")
     await check_page(page, errors, "denied-360", tmp_path)
+
+
+PATTERNS = [
+    "^[A-Za-z0-9_-]{20,100}$",
+    "^[a-z0-9][a-z0-9-]*$",
+    "^SG\\.",
+    "^us[0-9]{1,3}$",
+    "[(|)/{}]x",
+    "[-a]b",
+    "^(common|[0-9a-f]{8}-[0-9a-f]{4})$",
+]
+SAMPLES = ["", "abc", "a-b", "A_b-1" * 5, "SG.key", "xSG.", "us123", "us1234", "(x", "3-z", "-b"]
+
+
+async def test_patterns_mean_in_the_browser_what_they_mean_on_the_server(
+    context: BrowserContext,
+) -> None:
+    """An input's `pattern` is compiled by the browser with the `v` flag and matched against
+    the whole value; the server searches with JSON Schema's meaning. Same verdict on each."""
+    page, _ = await new_page(context)
+    for pattern in PATTERNS:
+        for sample in SAMPLES:
+            browser = await page.evaluate(
+                "([p, s]) => new RegExp('^(?:' + p + ')$', 'v').test(s)",
+                [html_pattern(pattern), sample],
+            )
+            assert browser == (re.search(pattern, sample) is not None), (pattern, sample)
