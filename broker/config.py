@@ -22,6 +22,14 @@ WHSEC_PREFIX = "whsec_"
 MIN_EVENTS_SECRET_BYTES = 16
 STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "redis+sentinel")
 MIN_ADMIN_TOKEN_LENGTH = 16
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+}
 
 
 def _split(value: Any) -> Any:
@@ -104,6 +112,12 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     dev: bool = False
     """Set by `broker serve --dev`: local keyring and admin token under ./broker-data."""
+    brand_name: str = Field(default="", max_length=80)
+    """The product name the Connect pages show (empty: none)."""
+    brand_accent: str = Field(default="#1d4ed8", pattern=r"^#[0-9a-fA-F]{6}$")
+    """The Connect pages' accent colour, `#rrggbb` (buttons, the top bar)."""
+    brand_logo_file: Path | None = None
+    """A PNG, SVG, JPEG, WebP or GIF the Connect pages show, served by the broker."""
 
     _split_lists = field_validator(
         "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
@@ -146,6 +160,13 @@ class Settings(BaseSettings):
             key = events_signing_key(value.get_secret_value())
             if len(key) < MIN_EVENTS_SECRET_BYTES:
                 raise ValueError(f"the key must be at least {MIN_EVENTS_SECRET_BYTES} bytes")
+        return value
+
+    @field_validator("brand_logo_file")
+    @classmethod
+    def _logo(cls, value: Path | None) -> Path | None:
+        if value is not None and value.suffix.lower() not in LOGO_TYPES:
+            raise ValueError(f"must be one of {', '.join(sorted(LOGO_TYPES))}")
         return value
 
     @field_validator("allowed_return_origins")

@@ -83,6 +83,11 @@ class InvalidSettings(_ProblemList, InvalidRequest):
 class ConnectionTestFailed(InvalidRequest):
     code = "connection_test_failed"
 
+    def __init__(self, message: str, runtime_message: str = "") -> None:
+        super().__init__(message)
+        self.runtime_message = runtime_message
+        """The runtime's own words (secrets scrubbed), for a person reading the form."""
+
 
 class NotOAuth(InvalidRequest):
     code = "not_oauth"

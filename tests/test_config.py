@@ -8,6 +8,7 @@ import pytest
 
 from broker.config import load_settings
 from broker.errors import ConfigError
+from broker.web.app import create_app
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,3 +77,26 @@ def test_runnable_needs_keyring_and_admin_token(
         load_settings().require_runnable()
     assert "BROKER_KEYRING_FILE" in str(info.value) and "does not exist" in str(info.value)
     assert "BROKER_ADMIN_TOKEN: not set" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BROKER_BRAND_ACCENT", "red", "BROKER_BRAND_ACCENT"),
+        ("BROKER_BRAND_ACCENT", "#12345", "BROKER_BRAND_ACCENT"),
+        ("BROKER_BRAND_LOGO_FILE", "/etc/passwd", "must be one of .gif, .jpeg"),
+        ("BROKER_BRAND_NAME", "x" * 81, "BROKER_BRAND_NAME"),
+    ],
+)
+def test_branding_is_checked(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_an_unreadable_logo_stops_the_start(tmp_path: Path, keyring_file: Path) -> None:
+    settings = load_settings(keyring_file=keyring_file, brand_logo_file=tmp_path / "no.png")
+    with pytest.raises(ConfigError, match="BROKER_BRAND_LOGO_FILE: cannot read"):
+        create_app(settings)

@@ -102,21 +102,45 @@ def validate_settings(schema: Mapping[str, Any], settings: Any, *, partial: bool
     """
     if not isinstance(settings, dict):
         raise InvalidSettings([Problem("$.settings", "settings must be a JSON object")])
-    effective = dict(schema)
-    effective.setdefault("additionalProperties", False)
-    if partial:
-        effective.pop("required", None)
-    validator = Draft202012Validator(effective)
     # dict.fromkeys: jsonschema reports each missing name as its own error, and each is
     # described with all of them
     problems = list(
         dict.fromkeys(
             Problem(json_path(err.absolute_path, "$.settings"), _describe(err))
-            for err in sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
+            for err in _errors(schema, settings, partial)
         )
     )
     if problems:
         raise InvalidSettings(problems)
+
+
+def problems_by_setting(
+    schema: Mapping[str, Any], settings: Mapping[str, Any], *, partial: bool = False
+) -> tuple[dict[str, list[str]], list[str]]:
+    """The same checks as `validate_settings`, told per setting for a form that shows each
+    message beside its field: (messages by setting name, messages of no one setting)."""
+    by_name: dict[str, list[str]] = {}
+    general: list[str] = []
+    for err in _errors(schema, settings, partial):
+        if err.validator == "required":
+            instance = err.instance if isinstance(err.instance, dict) else {}
+            for name in cast(list[str], err.validator_value):
+                if name not in instance and "is required" not in by_name.get(name, []):
+                    by_name.setdefault(name, []).append("is required")
+        elif err.absolute_path:
+            by_name.setdefault(str(err.absolute_path[0]), []).append(_describe(err))
+        elif (message := _describe(err)) not in general:
+            general.append(message)
+    return by_name, general
+
+
+def _errors(schema: Mapping[str, Any], settings: Any, partial: bool) -> list[ValidationError]:
+    effective = dict(schema)
+    effective.setdefault("additionalProperties", False)
+    if partial:
+        effective.pop("required", None)
+    validator = Draft202012Validator(effective)
+    return sorted(validator.iter_errors(settings), key=lambda e: list(e.absolute_path))
 
 
 def _describe(err: ValidationError) -> str:

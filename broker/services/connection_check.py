@@ -58,7 +58,9 @@ async def test_settings(
         )
     message = _scrub(_message_of(body), secret_values)
     if 400 <= status < 500:
-        raise ConnectionTestFailed(f"testConnection rejected the settings ({status}): {message}")
+        raise ConnectionTestFailed(
+            f"testConnection rejected the settings ({status}): {message}", message
+        )
     raise RuntimeUnavailable(f"testConnection failed in the runtime ({status})")
 
 

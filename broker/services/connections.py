@@ -22,11 +22,12 @@ from broker.store import keys
 
 
 async def create_direct_connection(
-    ctx: Context, tenant_id: Any, connector: Any, settings: Any
+    ctx: Context, tenant_id: Any, connector: Any, settings: Any, *, connection_id: str | None = None
 ) -> Connection:
     """A connection made without a browser: an API-key connector, or an OAuth
     `client_credentials` one (the broker fetches the app token now, proving the app works).
-    Validate, test (testConnection), seal and store; nothing is stored on any failure."""
+    Validate, test (testConnection), seal and store; nothing is stored on any failure.
+    `connection_id`: the id fixed beforehand (a connect session's, whose page showed it)."""
     tenant_id = records.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
     oauth_config = manifest.oauth
@@ -39,7 +40,7 @@ async def create_direct_connection(
     await test_settings(ctx, manifest, tenant_id, settings, list(secret.values()))
     now = ctx.clock()
     connection = Connection(
-        id=records.new_connection_id(),
+        id=connection_id or records.new_connection_id(),
         tenant_id=tenant_id,
         connector=manifest.key,
         settings=public,

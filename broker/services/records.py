@@ -161,9 +161,23 @@ class ConnectSession(_Record):
     connector: str
     return_url: str
     connection_id: str | None = None
+    """The connection a reconnect changes."""
+    new_connection_id: str | None = None
+    """The id a new connection gets, fixed when the session is made: the webhook URL the page
+    shows before the connection exists is then the one that works."""
     settings: dict[str, Any] = {}
+    skip_interstitial: bool = False
+    """The dashboard shows its own pages: no interstitial, OAuth failures straight back."""
     created_at: float
     expires_at: float
+    used_at: float | None = None
+    """Set when a connection completed through it: the record stays a while as a tombstone,
+    so a reopened link can say so and lead back to the dashboard."""
+
+    @property
+    def target_id(self) -> str | None:
+        """The id of the connection this session makes or changes."""
+        return self.connection_id or self.new_connection_id
 
 
 class OAuthState(_Record):
@@ -172,6 +186,10 @@ class OAuthState(_Record):
     tenant_id: str
     return_url: str
     connection_id: str | None = None
+    new_connection_id: str | None = None
+    show_pages: bool = False
+    """A failure is a page with a link back (not a redirect); False for states stored before
+    the pages existed, which keep the behaviour they began with."""
     settings: dict[str, Any] = {}
     redirect_uri: str
     code_verifier: str | None = None

@@ -28,7 +28,9 @@ from broker.store.cache import RecordCache
 from broker.store.sealed import SealedStore
 from broker.web import request_guard
 from broker.web.access_log import UNPARSEABLE_REQUESTS
+from broker.web.assets import load_assets
 from broker.web.routes import (
+    assets,
     connect,
     connections,
     connectors,
@@ -36,11 +38,12 @@ from broker.web.routes import (
     health,
     metrics,
     oauth_apps,
+    oauth_callback,
     openapi,
     runtime,
     webhooks,
 )
-from broker.web.state import ADMIN_TOKENS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
+from broker.web.state import ADMIN_TOKENS, ASSETS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
 
 log = logging.getLogger("broker")
 
@@ -62,6 +65,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         [t.get_secret_value() for t in settings.admin_token], settings.admin_token_file
     )
     app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
+    app[ASSETS] = load_assets(settings)
     app.cleanup_ctx.append(_resources)
     for module in (
         health,
@@ -71,6 +75,8 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         connections,
         oauth_apps,
         connect,
+        oauth_callback,
+        assets,
         runtime,
         webhooks,
         events,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
@@ -13,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 from broker.errors import BrokerError, InvalidRequest
-from broker.manifest import KEY_PATTERN, AuthMode, fill_template
+from broker.manifest import KEY_PATTERN, AuthMode, Manifest, fill_template
 from broker.manifest.settings_schema import REDACTED
 from broker.services.context import Context
 from broker.services.records import CONNECTION_ID, TENANT_ID, Connection, ConnectionStatus
@@ -177,16 +178,30 @@ def connection_view(ctx: Context, conn: Connection) -> dict[str, Any]:
 
 def webhook_url(ctx: Context, conn: Connection) -> str | None:
     manifest = ctx.catalog.manifests.get(conn.connector)
-    setup = manifest.connection.setup if manifest else None
-    if manifest is None or setup is None or setup.webhook_url_template is None:
+    if manifest is None:
+        return None
+    return webhook_url_for(ctx, manifest, conn.tenant_id, conn.id, conn.settings)
+
+
+def webhook_url_for(
+    ctx: Context,
+    manifest: Manifest,
+    tenant_id: str,
+    connection_id: str,
+    settings: Mapping[str, Any],
+) -> str | None:
+    """The manifest's webhook URL, filled: for a connection, and on the Connect page for the
+    connection its session will make (the same function, so the same URL)."""
+    setup = manifest.connection.setup
+    if setup is None or setup.webhook_url_template is None:
         return None
     try:
         url = fill_template(
             setup.webhook_url_template,
             manifest,
-            tenant_id=conn.tenant_id,
-            connection_id=conn.id,
-            settings=conn.settings,
+            tenant_id=tenant_id,
+            connection_id=connection_id,
+            settings=settings,
         )
     except BrokerError:
         return None

@@ -107,6 +107,8 @@ async def browser() -> AsyncIterator[aiohttp.ClientSession]:
 async def start_connect(
     api: aiohttp.ClientSession, broker_url: str, connector: str, **body: Any
 ) -> str:
+    """A connect link. Its session skips the broker's pages unless told otherwise: the
+    scripted browser checks the redirects (the pages are Chromium's to test)."""
     resp = await api.post(
         f"{broker_url}/v1/connect-sessions",
         headers=admin(),
@@ -114,6 +116,7 @@ async def start_connect(
             "tenant_id": "tenant-a",
             "connector": connector,
             "return_url": RETURN_URL,
+            "skip_interstitial": True,
             **body,
         },
     )

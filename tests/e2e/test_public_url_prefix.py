@@ -129,7 +129,8 @@ async def api() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_oauth_connect_through_a_path_prefix(
     proxied_broker: None, api: aiohttp.ClientSession, oidc: OidcPeer
 ) -> None:
-    connect_url = await start_connect(api, PUBLIC_URL, "oidc-prefix")
+    # through the interstitial: its button posts back through the proxy too
+    connect_url = await start_connect(api, PUBLIC_URL, "oidc-prefix", skip_interstitial=False)
     assert connect_url.startswith(PUBLIC_URL + "/connect/")
     async with browser() as session:
         result = await run_connect(session, connect_url)
@@ -146,10 +147,16 @@ async def test_api_key_form_through_a_path_prefix(
     async with browser() as session:
         page = await session.get(connect_url)
         assert page.status == 200
-        action = re.search(r"<form method='post' action='([^']*)'", await page.text())
+        html = await page.text()
+        action = re.search(r'<form method="post" action="([^"]*)"', html)
         assert action is not None
         target = urljoin(connect_url, action.group(1))
         assert target == connect_url  # where the browser posts: back through the proxy
+        # and what the page loads comes through the proxy as well
+        stylesheet = re.search(r'<link rel="stylesheet" href="([^"]*)"', html)
+        assert stylesheet is not None
+        css = await session.get(urljoin(connect_url, stylesheet.group(1)))
+        assert css.status == 200 and css.content_type == "text/css"
         done = await session.post(target, data={"api_key": CANARY}, allow_redirects=False)
     assert done.status == 303, await done.text()
     assert query_of(done.headers["Location"])["status"] == "connected"

@@ -242,9 +242,10 @@ def oidc_peer_fixture(
 
 
 class _Form:
-    def __init__(self, action: str, method: str) -> None:
+    def __init__(self, action: str, method: str, ident: str = "") -> None:
         self.action = action
         self.method = method
+        self.ident = ident
         self.fields: dict[str, str] = {}
 
 
@@ -257,7 +258,9 @@ class _FormParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {key: value or "" for key, value in attrs}
         if tag == "form":
-            self._current = _Form(values.get("action", ""), values.get("method", "get").lower())
+            self._current = _Form(
+                values.get("action", ""), values.get("method", "get").lower(), values.get("id", "")
+            )
             self.forms.append(self._current)
         elif (
             tag in ("input", "button")
@@ -290,10 +293,11 @@ async def drive_browser(
 ) -> str:
     """Follow `url` like a browser until a redirect's Location satisfies `stop_when`.
 
-    Redirects are followed by hand; the oidc-provider devInteractions login form is posted with
-    `login` (the account id, i.e. `sub`) and `password` (anything goes), the consent form is
-    confirmed. Returns the absolute Location that matched. `session` must be created with
-    `cookie_jar=aiohttp.CookieJar(unsafe=True)` (the interaction cookies are set by 127.0.0.1).
+    Redirects are followed by hand; the broker's interstitial is continued, the oidc-provider
+    devInteractions login form is posted with `login` (the account id, i.e. `sub`) and
+    `password` (anything goes), the consent form is confirmed. Returns the absolute Location
+    that matched. `session` must be created with `cookie_jar=aiohttp.CookieJar(unsafe=True)`
+    (the interaction cookies are set by 127.0.0.1).
     """
     method, current, data = "GET", url, None
     for _ in range(max_steps):
@@ -339,5 +343,7 @@ def _interaction_form(html: str) -> _Form | None:
     parser.feed(html)
     for form in parser.forms:
         if form.method == "post" and form.fields.get("prompt") in ("login", "consent"):
+            return form
+        if form.method == "post" and form.ident == "continue":  # the broker's interstitial
             return form
     return None

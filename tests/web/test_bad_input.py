@@ -48,7 +48,7 @@ async def test_a_malformed_form_is_the_400_page(
     resp = await client.post(path, data=body, headers={"Content-Type": content_type})
     assert resp.status == 400, await resp.text()
     assert resp.content_type == "text/html"
-    assert "data-error='invalid_request'" in await resp.text()
+    assert 'data-error="invalid_request"' in await resp.text()
     token = path.rsplit("/", 1)[1]
     assert token not in caplog.text
     # the link still works: a bad body changed nothing

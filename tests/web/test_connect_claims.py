@@ -179,7 +179,7 @@ async def test_a_link_for_a_connection_needs_a_change(
     path = await new_link(api, connection_id=connection_id)
     empty = await api.post(path, data={"api_key": "", "webhook_secret": ""})
     assert empty.status == 400
-    assert re.search(r"class='error'>[^<]*nothing to change", await empty.text())
+    assert re.search(r'id="problems"><p>[^<]*nothing to change', await empty.text())
     conn, _ = await connections.get(api.app[CONTEXT], connection_id)
     assert conn.settings_version == 1
     assert (await api.get(path)).status == 200  # still usable

@@ -149,7 +149,12 @@ async def test_provider_error_values_do_not_make_new_series(client: Client) -> N
     session = await client.post(
         "/v1/connect-sessions",
         headers=admin(),
-        json={"tenant_id": "t-metrics", "connector": "github", "return_url": RETURN_URL},
+        json={
+            "tenant_id": "t-metrics",
+            "connector": "github",
+            "return_url": RETURN_URL,
+            "skip_interstitial": True,
+        },
     )
     link = "/connect/" + (await session.json())["connect_url"].rsplit("/", 1)[1]
     _, before = await scrape(client)

@@ -125,7 +125,8 @@ async def test_every_route_declares_an_operation_and_every_operation_is_routed(
 
 async def test_only_a_json_body_adds_work_per_request(client: Client) -> None:
     """Declaring an operation wraps nothing: the guard calls the runtime reads' handlers
-    directly; only `json_body` adds a layer (reading and validating the body)."""
+    directly; only `json_body` adds a layer (reading and validating the body), and on the
+    browser's paths `pages.with_pages` (failures as styled pages)."""
     for route in routed(client):
         operation = spec.operation_of(route.handler)
         assert operation is not None
@@ -133,7 +134,9 @@ async def test_only_a_json_body_adds_work_per_request(client: Client) -> None:
         handler = route.handler
         while hasattr(handler, "__wrapped__"):
             handler, layers = handler.__wrapped__, layers + 1
-        assert layers == (1 if operation.body is None else 2), route.resource.canonical
+        path = route.resource.canonical
+        expected = 1 + (operation.body is not None) + path.startswith(request_guard.BROWSER_PATHS)
+        assert layers == expected, path
 
 
 async def test_every_route_is_documented_and_nothing_else(client: Client) -> None:

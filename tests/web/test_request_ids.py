@@ -137,7 +137,12 @@ async def test_every_response_carries_an_id(client: Client) -> None:
     session = await client.post(
         "/v1/connect-sessions",
         headers=admin(),
-        json={"tenant_id": "t-ids", "connector": "github", "return_url": "http://127.0.0.1:8080/"},
+        json={
+            "tenant_id": "t-ids",
+            "connector": "github",
+            "return_url": "http://127.0.0.1:8080/",
+            "skip_interstitial": True,
+        },
     )
     oauth_link = "/connect/" + (await session.json())["connect_url"].rsplit("/", 1)[1]
     with broker_logging() as out:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import broker.services.connect.sessions as connect_sessions
 from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest
-from broker.manifest import Manifest, OAuthConfig
+from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.services import connections, events, provider, records, refresh
 from broker.services.context import Context
 from broker.services.records import Connection, OAuthState, StoredToken
@@ -56,6 +56,35 @@ class Redirect:
     location: str
     cookie_name: str | None = None
     cookie_value: str | None = None
+    error: str | None = None
+    """A failed callback's code; `location` is then the return URL that carries it."""
+    show_page: bool = False
+    """The failure is shown on a page of ours with a link to `location` (not redirected)."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What the interstitial tells the user before the browser leaves for the provider."""
+
+    provider_origin: str
+    provider_host: str
+    scopes: list[str]
+
+
+def preview(manifest: Manifest, session: records.ConnectSession) -> Preview:
+    """The provider's host as the authorization URL will have it (the template filled with the
+    session's settings, as `begin` fills it) and the scopes asked for."""
+    config = oauth_config(manifest)
+    assert config.authorization_url_template is not None  # manifest checks guarantee it
+    url = fill_template(
+        config.authorization_url_template,
+        manifest,
+        tenant_id=session.tenant_id,
+        connection_id=session.connection_id or "",
+        settings=session.settings,
+    )
+    parts = urlsplit(url)
+    return Preview(f"{parts.scheme}://{parts.netloc}", parts.netloc, list(config.scopes))
 
 
 def _sha256(value: str) -> str:
@@ -109,6 +138,8 @@ async def begin(ctx: Context, token: str, session: records.ConnectSession) -> Re
         tenant_id=session.tenant_id,
         return_url=session.return_url,
         connection_id=session.connection_id,
+        new_connection_id=session.new_connection_id,
+        show_pages=not session.skip_interstitial,
         settings=session.settings,
         redirect_uri=uri,
         code_verifier=verifier,
@@ -139,7 +170,8 @@ async def complete(
 
     def fail(error: str) -> Redirect:
         metrics.CONNECT_CALLBACKS.inc(connector, outcome_label(error))
-        return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
+        back = connect_sessions.return_to(record.return_url, status="error", error=error)
+        return Redirect(back, error=error, show_page=record.show_pages)
 
     manifest = ctx.catalog.get(connector)
     config = oauth_config(manifest)
@@ -188,7 +220,8 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
     now = ctx.clock()
     if record.connection_id is None:
         connection = Connection(
-            id=records.new_connection_id(),
+            # the session's id (the interstitial may have shown its webhook URL)
+            id=record.new_connection_id or records.new_connection_id(),
             tenant_id=record.tenant_id,
             connector=record.connector,
             settings=record.settings,

@@ -1,9 +1,11 @@
 """Connect sessions: the one-time link the dashboard's Connect button opens.
 
 The token is a capability: 256 random bits, handed out once, stored only as its SHA-256
-(a store dump yields no usable link). A session lives 30 minutes and is deleted when a
+(a store dump yields no usable link). A session works for 30 minutes and dies when a
 connection completes through it; the request that completes it holds its claim first, so
 one session makes at most one connection however many tabs use it (docs/architecture.md).
+A dead session's record stays `ENDED_GRACE` longer, unusable, so that a reopened link can
+say why it is dead and lead back to the dashboard.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from broker.config import origin_of
@@ -23,6 +25,9 @@ from broker.services.records import ConnectSession
 from broker.store import keys
 
 SESSION_TTL = 30 * 60
+ENDED_GRACE = 24 * 3600
+"""How long a used or expired link still leads back to its dashboard (the link in yesterday's
+email); after that it is unknown."""
 
 
 def token_hash(token: str) -> str:
@@ -60,11 +65,15 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
         connector=manifest.key,
         return_url=return_url,
         connection_id=connection_id,
+        new_connection_id=records.new_connection_id() if connection_id is None else None,
         settings=settings,
+        skip_interstitial=body.get("skip_interstitial", False),
         created_at=now,
         expires_at=now + SESSION_TTL,
     )
-    await records.save_ttl(ctx.store, keys.connect_session(token_hash(token)), session, SESSION_TTL)
+    await records.save_ttl(
+        ctx.store, keys.connect_session(token_hash(token)), session, SESSION_TTL + ENDED_GRACE
+    )
     return token, session
 
 
@@ -76,9 +85,37 @@ async def load(ctx: Context, token: str) -> ConnectSession | None:
 
 async def _load(ctx: Context, session_hash: str) -> ConnectSession | None:
     found = await records.load(ctx.store, keys.connect_session(session_hash), ConnectSession)
-    if found is None or found[0].expires_at <= ctx.clock():
+    if found is None or found[0].used_at is not None or found[0].expires_at <= ctx.clock():
         return None
     return found[0]
+
+
+@dataclass(frozen=True)
+class DeadLink:
+    """Why a link that once worked no longer does, and where its page leads back to."""
+
+    reason: Literal["used", "expired"]
+    connector: str
+    back_url: str
+
+
+async def dead_link(ctx: Context, token: str) -> DeadLink | None:
+    """A used or expired session still on record (None: unknown, or gone for good). Safe to
+    show: whoever holds the token could see the same return URL while the link worked."""
+    if not token or len(token) > 128:
+        return None
+    found = await records.load(ctx.store, keys.connect_session(token_hash(token)), ConnectSession)
+    if found is None:
+        return None
+    session = found[0]
+    if session.used_at is not None and session.target_id is not None:
+        # the link did its job: back with the result it had then
+        back = return_to(session.return_url, status="connected", connection_id=session.target_id)
+        return DeadLink("used", session.connector, back)
+    if session.expires_at <= ctx.clock():
+        back = return_to(session.return_url, status="error", error="session_expired")
+        return DeadLink("expired", session.connector, back)
+    return None
 
 
 class SessionInUse(Conflict):
@@ -121,9 +158,10 @@ async def give_back(ctx: Context, claim: Claim) -> None:
 
 
 async def finish(ctx: Context, claim: Claim) -> None:
-    """The connection is written: the session dies, then the claim goes (a request that
-    claims after this finds no session)."""
-    await ctx.store.delete(keys.connect_session(claim.session_hash))
+    """The connection is written: the session dies (a tombstone takes its place), then the
+    claim goes (a request that claims after this finds no live session)."""
+    ended = claim.session.model_copy(update={"used_at": ctx.clock(), "settings": {}})
+    await records.save_ttl(ctx.store, keys.connect_session(claim.session_hash), ended, ENDED_GRACE)
     await give_back(ctx, claim)
 
 
@@ -135,7 +173,7 @@ async def connect_with_settings(
     left empty keeps its current value, as a secret is never shown to be re-entered)."""
     if session.connection_id is None:
         return await connections.create_direct_connection(
-            ctx, session.tenant_id, session.connector, values
+            ctx, session.tenant_id, session.connector, values, connection_id=session.target_id
         )
     if not values:
         raise InvalidRequest("nothing to change: enter the settings to replace")

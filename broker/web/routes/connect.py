@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from broker.config import origin_of
-from broker.errors import Conflict, InvalidRequest, InvalidSettings, NotFound, RuntimeUnavailable
+from broker.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    RuntimeUnavailable,
+)
 from broker.logs import note_connection
 from broker.manifest import Manifest
 from broker.services.connect import oauth_flow as oauth_connect
 from broker.services.connect import sessions as connect_sessions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
-from broker.web.openapi.spec import Operations, json_body, json_reply, page, path, query, redirect
-from broker.web.pages import error_page, settings_form
-from broker.web.state import CONTEXT
-from broker.web.wire import RequestBody, SettingsObject, TenantId, Time, iso, read_form
+from broker.web import pages
+from broker.web.assets import Assets
+from broker.web.openapi.spec import (
+    Operations,
+    json_body,
+    json_reply,
+    page,
+    path,
+    redirect,
+)
+from broker.web.pages import with_pages
+from broker.web.settings_form import FormState, failed_form, settings_form, typed_values
+from broker.web.state import ASSETS, CONTEXT
+from broker.web.wire import (
+    RequestBody,
+    SettingsObject,
+    TenantId,
+    Time,
+    iso,
+    read_form,
+    webhook_url_for,
+)
 
 routes = web.RouteTableDef()
 operation = Operations("connect")
@@ -34,6 +55,12 @@ class CreateConnectSession(RequestBody):
     )
     connection_id: str | None = Field(None, description="reconnect this connection")
     settings: SettingsObject = Field({}, description="OAuth connectors only, non-secret")
+    skip_interstitial: bool = Field(
+        False,
+        description="OAuth connectors: the dashboard shows its own pages. The link redirects "
+        "straight to the provider and a failed callback straight back to return_url with "
+        "status=error (no interstitial, no failure page of the broker's).",
+    )
 
 
 class ConnectLink(BaseModel):
@@ -43,11 +70,25 @@ class ConnectLink(BaseModel):
 
 
 TOKEN = path("token", "the connect session token", {"type": "string", "maxLength": 128})
-DEAD_LINK = page("an unknown, used or expired link (an HTML page)")
+DEAD_LINK = page(
+    "an unknown, used or expired link (an HTML page; a used or expired one that is still "
+    "on record links back to its return_url)"
+)
+TO_PROVIDER = redirect("to the provider", **{"Set-Cookie": "binds the OAuth flow to this browser"})
 
 
-def dead_link_page() -> web.Response:
-    return error_page("invalid_session", "This connect link is unknown, used or expired.", 404)
+async def dead_link_page(ctx: Context, assets: Assets, token: str) -> web.Response:
+    dead = await connect_sessions.dead_link(ctx, token)
+    if dead is None:
+        return pages.dead_link_page(assets, reason=None, connector=None, back_url=None)
+    return pages.dead_link_page(
+        assets, reason=dead.reason, connector=_name(ctx, dead.connector), back_url=dead.back_url
+    )
+
+
+def _name(ctx: Context, connector: str) -> str:
+    manifest = ctx.catalog.manifests.get(connector)
+    return manifest.name if manifest is not None else connector
 
 
 @routes.post("/v1/connect-sessions")
@@ -82,28 +123,74 @@ async def create_session(request: web.Request, body: CreateConnectSession) -> we
     "Open a connect link (browser)",
     params=(TOKEN,),
     answers={
-        200: page("API-key connector: the settings form"),
-        302: redirect(
-            "OAuth connector: to the provider",
-            **{"Set-Cookie": "binds the OAuth flow to this browser"},
+        200: page(
+            "API-key connector: the settings form; OAuth connector: the interstitial (who, "
+            "where, which access) whose button continues to the provider"
         ),
+        302: TO_PROVIDER,
         404: DEAD_LINK,
     },
+    description="An OAuth session made with `skip_interstitial` redirects to the provider "
+    "at once (302).",
     errors={
         400: "`invalid_request`: no OAuth app registered, or the session's settings "
         "cannot fill the authorization URL",
     },
 )
+@with_pages
 async def open_link(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    assets = request.app[ASSETS]
+    token = request.match_info["token"]
+    session = await connect_sessions.load(ctx, token)
+    if session is None:
+        return await dead_link_page(ctx, assets, token)
+    note_connection(session.target_id, session.tenant_id)
+    manifest = ctx.catalog.get(session.connector)
+    if manifest.auth_mode == "api_key":
+        return _form(ctx, assets, token, manifest, session, FormState(values=session.settings))
+    if session.skip_interstitial:
+        return await _to_provider(ctx, token, session)
+    preview = oauth_connect.preview(manifest, session)
+    return pages.interstitial(
+        assets,
+        connector=manifest.name,
+        provider_origin=preview.provider_origin,
+        provider_host=preview.provider_host,
+        scopes=preview.scopes,
+        action=connect_sessions.connect_path(ctx, token) + "/continue",
+        cancel_url=_cancel_url(session),
+        reconnecting=session.connection_id,
+        setup=_setup(ctx, manifest, session),
+    )
+
+
+@routes.post("/connect/{token}/continue")
+@operation(
+    "continueConnect",
+    "Continue from the interstitial to the provider (browser)",
+    params=(TOKEN,),
+    answers={
+        302: TO_PROVIDER,
+        400: page("an API-key link, no OAuth app registered, or unfillable settings"),
+        404: DEAD_LINK,
+    },
+    content={"application/x-www-form-urlencoded": {"type": "object"}},
+)
+@with_pages
+async def continue_to_provider(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     token = request.match_info["token"]
     session = await connect_sessions.load(ctx, token)
     if session is None:
-        return dead_link_page()
-    note_connection(session.connection_id, session.tenant_id)
-    manifest = ctx.catalog.get(session.connector)
-    if manifest.auth_mode == "api_key":
-        return _form(ctx, token, manifest, session)
+        return await dead_link_page(ctx, request.app[ASSETS], token)
+    note_connection(session.target_id, session.tenant_id)
+    if ctx.catalog.get(session.connector).auth_mode != "oauth":
+        raise InvalidRequest("this link opens a settings form: there is no provider to go to")
+    return await _to_provider(ctx, token, session)
+
+
+async def _to_provider(ctx: Context, token: str, session: ConnectSession) -> web.StreamResponse:
     redirect = await oauth_connect.begin(ctx, token, session)
     response = web.HTTPFound(redirect.location)
     assert redirect.cookie_name is not None
@@ -112,7 +199,7 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         redirect.cookie_name,
         redirect.cookie_value,
         max_age=oauth_connect.STATE_TTL,
-        path=oauth_connect.callback_path(ctx, manifest.key),
+        path=oauth_connect.callback_path(ctx, session.connector),
         httponly=True,
         samesite="Lax",
         secure=ctx.settings.public_url.startswith("https://"),
@@ -137,7 +224,10 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     },
     answers={
         303: redirect("to return_url with status=connected&connection_id=..."),
-        400: page("the form again with the problems, an unreadable body, or an OAuth link"),
+        400: page(
+            "the form again: each problem beside its field, the runtime's message above; "
+            "entered values kept but secrets; or an unreadable body, or an OAuth link"
+        ),
         404: DEAD_LINK,
     },
     errors={
@@ -146,21 +236,23 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         502: "`runtime_unavailable`: testConnection could not run",
     },
 )
+@with_pages
 async def submit_settings(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
+    assets = request.app[ASSETS]
     token = request.match_info["token"]
     session = await connect_sessions.load(ctx, token)
     if session is None:
-        return dead_link_page()
-    note_connection(session.connection_id, session.tenant_id)
+        return await dead_link_page(ctx, assets, token)
+    note_connection(session.target_id, session.tenant_id)
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode != "api_key":
-        return error_page("invalid_request", "This connector connects with OAuth.", 400)
-    values = _typed(manifest.settings_schema, await read_form(request))
+        raise InvalidRequest("This connector connects with OAuth.")
+    values = typed_values(manifest.settings_schema, await read_form(request))
     # one submission at a time: three tabs posting the form make one connection
     claim = await connect_sessions.claim(ctx, connect_sessions.token_hash(token))
     if claim is None:
-        return dead_link_page()
+        return await dead_link_page(ctx, assets, token)
     try:
         conn = await connect_sessions.connect_with_settings(ctx, claim.session, values)
     except (InvalidRequest, NotFound, Conflict, RuntimeUnavailable) as exc:
@@ -168,10 +260,14 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
         await connect_sessions.give_back(ctx, claim)
         if not isinstance(exc, InvalidRequest):
             raise
-        problems = (
-            [str(p) for p in exc.problems] if isinstance(exc, InvalidSettings) else [str(exc)]
+        state = failed_form(
+            manifest,
+            values,
+            exc,
+            kept=claim.session.settings,
+            updating=claim.session.connection_id is not None,
         )
-        return _form(ctx, token, manifest, claim.session, problems, values)
+        return _form(ctx, assets, token, manifest, claim.session, state)
     await connect_sessions.finish(ctx, claim)
     note_connection(conn.id, conn.tenant_id)
     location = connect_sessions.return_to(
@@ -182,82 +278,34 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
 
 def _form(
     ctx: Context,
+    assets: Assets,
     token: str,
     manifest: Manifest,
     session: ConnectSession,
-    problems: list[str] | None = None,
-    values: dict[str, Any] | None = None,
+    state: FormState,
 ) -> web.Response:
+    state.updating = session.connection_id
     return settings_form(
+        assets,
         manifest,
-        connect_sessions.connect_path(ctx, token),
-        problems,
-        {**session.settings, **(values or {})},
-        status=400 if problems else 200,
+        state,
+        action=connect_sessions.connect_path(ctx, token),
+        cancel_url=_cancel_url(session),
         return_origin=origin_of(session.return_url),
-        updating=session.connection_id is not None,
+        setup=_setup(ctx, manifest, session),
     )
 
 
-@routes.get("/oauth/callback/{connector}")
-@operation(
-    "oauthCallback",
-    "The provider's redirect back (browser)",
-    description="Needs the `broker_oauth_...` cookie set when the flow began.",
-    params=(
-        path("connector", "the connector key"),
-        query("state", "the state the flow began with", required=True),
-        query("code", "the authorization code"),
-        query("error", "the provider's OAuth error"),
-        query("error_description", "the provider's explanation"),
-        query("iss", "the issuer (RFC 9207)"),
-    ),
-    answers={
-        302: redirect(
-            "to return_url with status=connected&connection_id=... or status=error&error=<code>"
-        ),
-        400: page(
-            "`invalid_callback`: no, unknown, used or expired state, or another browser "
-            "(an HTML page: there is no trusted return URL)"
-        ),
-    },
-    errors={404: "`not_found`: the flow's connector is no longer loaded"},
-)
-async def callback(request: web.Request) -> web.StreamResponse:
-    ctx: Context = request.app[CONTEXT]
-    connector = request.match_info["connector"]
-    try:
-        redirect = await oauth_connect.complete(ctx, connector, request.query, request.cookies)
-    except oauth_connect.BadCallback as exc:
-        return error_page(exc.code, str(exc), 400)
-    response = web.HTTPFound(redirect.location)
-    response.headers["Cache-Control"] = "no-store"
-    # this flow's cookie only (a trusted state got us here): another tab's flow may still be
-    # on its way back
-    response.del_cookie(
-        oauth_connect.cookie_name(request.query["state"]),
-        path=oauth_connect.callback_path(ctx, connector),
-    )
-    raise response
+def _setup(ctx: Context, manifest: Manifest, session: ConnectSession) -> str:
+    """The manifest's setup instructions and the webhook URL of the connection the session
+    makes (its id is fixed: the URL shown is the URL that will work)."""
+    setup = manifest.connection.setup
+    url = None
+    if session.target_id is not None:
+        url = webhook_url_for(ctx, manifest, session.tenant_id, session.target_id, session.settings)
+    return pages.webhook_section(url, setup.instructions if setup else None)
 
 
-def _typed(schema: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
-    """Form fields are strings; give numbers and booleans their schema type, drop empties."""
-    out: dict[str, Any] = {}
-    properties = schema.get("properties", {})
-    for name, raw in form.items():
-        if raw == "":
-            continue
-        kind = properties.get(name, {}).get("type")
-        try:
-            if kind == "integer":
-                out[name] = int(raw)
-            elif kind == "number":
-                out[name] = float(raw)
-            elif kind == "boolean":
-                out[name] = raw.lower() in ("1", "true", "on", "yes")
-            else:
-                out[name] = raw
-        except ValueError:
-            out[name] = raw  # let schema validation report the type
-    return out
+def _cancel_url(session: ConnectSession) -> str:
+    # the answer a provider gives when the user declines: dashboards handle it already
+    return connect_sessions.return_to(session.return_url, status="error", error="access_denied")
