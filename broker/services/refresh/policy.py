@@ -14,6 +14,7 @@ BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
 BACKOFF_JITTER = (0.8, 1.2)
 """A backoff delay is multiplied by a factor drawn from this range: replicas and connections
 that failed together do not retry together."""
+_DOUBLINGS_TO_MAX = math.ceil(math.log2(BACKOFF_MAX / BACKOFF_BASE))
 PROACTIVE_LEAD = 60.0
 """Seconds earlier than on-demand callers would refresh: the background refresher gets there
 first, so runtimes are served a fresh token instead of waiting on the provider."""
@@ -68,7 +69,9 @@ def backing_off(conn: Connection, now: float) -> bool:
 def backoff_delay(failures: int, jitter: float) -> float:
     """Seconds before the next attempt after `failures` transient failures in a row: 5 s
     doubling up to 10 min, times `jitter` (drawn from `BACKOFF_JITTER`)."""
-    return min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (failures - 1)) * jitter
+    # the exponent is capped first: 2.0 ** 1024 overflows, and a streak gets that long
+    doublings = min(failures - 1, _DOUBLINGS_TO_MAX)
+    return min(BACKOFF_MAX, BACKOFF_BASE * 2.0**doublings) * jitter
 
 
 def forced_recently(conn: Connection, now: float, interval: float) -> StoredToken | None:

@@ -100,6 +100,12 @@ def test_backoff_doubles_from_5_s_up_to_10_min() -> None:
     assert policy.backoff_delay(2, low) == 10 * low and policy.backoff_delay(2, high) == 10 * high
 
 
+def test_the_backoff_stays_capped_however_long_the_streak() -> None:
+    # 2.0 ** 1024 overflows a float: the 1,025th failure in a row used to raise
+    for failures in (1024, 1025, 1026, 10_000, 2**40):
+        assert policy.backoff_delay(failures, 1.0) == policy.BACKOFF_MAX
+
+
 def test_backing_off_until_the_next_attempt() -> None:
     assert policy.backing_off(connection(refresh=RefreshState(next_attempt_at=NOW + 1)), NOW)
     assert not policy.backing_off(connection(refresh=RefreshState(next_attempt_at=NOW)), NOW)
