@@ -205,6 +205,8 @@ class Runtime:
     def __init__(self, api: aiohttp.ClientSession, app: web.Application, connector: str) -> None:
         self.api, self.app, self.connector = api, app, connector
         self.connection_id = self.runtime = ""
+        self.errors: list[str] = []
+        """Every error body the runtime got."""
 
     async def connect(self) -> None:
         async with browser() as session:
@@ -222,6 +224,8 @@ class Runtime:
         resp = await self.api.request(
             method, f"/v1/runtime/oauth/{path}", headers={"Authorization": f"Bearer {self.runtime}"}
         )
+        if resp.status >= 400:
+            self.errors.append(await resp.text())
         await resp.read()
         return resp
 
@@ -339,3 +343,5 @@ async def test_every_fault_is_classed_backed_off_and_the_last_valid_token_served
             *(survives(conn, endpoint, oidc, fault) for fault, conn in conns.items())
         )
     assert CANARY not in caplog.text
+    bodies = [body for conn in conns.values() for body in conn.errors]
+    assert bodies and not any(CANARY in body or "Sign in" in body for body in bodies)
