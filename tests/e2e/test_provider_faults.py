@@ -40,6 +40,7 @@ from tests.e2e.harness import (
     run_connect,
     serve,
     start_connect,
+    works_at_the_provider,
     write_connectors,
 )
 from tests.helpers import admin
@@ -255,14 +256,6 @@ async def refresh_outcomes(api: aiohttp.ClientSession) -> Counter[tuple[str, str
     for connector, outcome, value in re.findall(pattern, text):
         found[connector, outcome] = int(float(value))
     return found
-
-
-async def works_at_the_provider(oidc: OidcPeer, access_token: str) -> bool:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{oidc.issuer}/me", headers={"Authorization": f"Bearer {access_token}"}) as r,
-    ):
-        return r.status == 200
 
 
 def expiry_of(token: dict[str, Any]) -> float:
