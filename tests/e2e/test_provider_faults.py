@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import contextlib
 import logging
 import re
-import socket
-import struct
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +27,10 @@ from broker.services.refresh import policy
 from broker.store import keys
 from broker.web.app import create_app
 from broker.web.state import CONTEXT
+from tests.e2e.faulty_token_endpoint import CANARY, RETRY_AFTER, FaultyTokenEndpoint
 from tests.e2e.harness import (
     TRICKY_SECRET,
     browser,
-    forward,
     free_port,
     oauth_manifest,
     peer_client,
@@ -52,8 +49,6 @@ TTL = 8
 LOCK_TTL = 2.0
 """The refresh lock's TTL: a provider call gets at most 1.5 s of it (a quarter is kept for the
 writes), so the slow endpoint only has to be slower than that."""
-RETRY_AFTER = 30
-CANARY = "at_CANARY_6512bd43d9caa6e02c990b0a82652dca"
 
 # connector -> (the outcome it counts in broker_token_refreshes_total, its `last_error`)
 FAULTS: dict[str, tuple[str, str]] = {
@@ -84,78 +79,6 @@ oidc = oidc_peer_fixture(
     },
     scope="module",
 )
-
-
-class FaultyTokenEndpoint:
-    """`/token/<fault>` in front of the real token endpoint: code exchanges pass, and so do
-    refreshes until the fault is armed; then each refresh gets the fault instead, and the
-    peer never sees it (nothing is rotated that the broker could lose)."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.armed: set[str] = set()
-        self.refreshes: Counter[str] = Counter()
-        """Refresh requests each fault answered."""
-        self.closing = asyncio.Event()
-        self.app = web.Application()
-        self.app.router.add_post("/token/{fault}", self.token)
-        self.answers: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-            "slow": self.slow,
-            "gateway": self.gateway,
-            "throttled": self.throttled,
-            "truncated": self.truncated,
-            "reset": self.reset,
-            "html": self.html,
-            "halfjson": self.halfjson,
-        }
-
-    async def token(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        fault = request.match_info["fault"]
-        if fault not in self.armed or b"grant_type=refresh_token" not in body:
-            return await forward(request, self.upstream, body)
-        self.refreshes[fault] += 1
-        return await self.answers[fault](request)
-
-    async def slow(self, request: web.Request) -> web.StreamResponse:
-        with contextlib.suppress(TimeoutError):  # the broker gave up long before
-            await asyncio.wait_for(self.closing.wait(), 4 * LOCK_TTL)
-        return web.json_response({"error": "temporarily_unavailable"}, status=503)
-
-    async def gateway(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(
-            status=502, text="<html><h1>502 Bad Gateway</h1></html>", content_type="text/html"
-        )
-
-    async def throttled(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=429, text="slow down", headers={"Retry-After": "30"})
-
-    async def html(self, request: web.Request) -> web.StreamResponse:
-        page = "<html><form action='/login'>Sign in to continue</form></html>"
-        return web.Response(text=page, content_type="text/html")
-
-    async def halfjson(self, request: web.Request) -> web.StreamResponse:
-        # a whole HTTP answer whose JSON document stops halfway through the token
-        return web.Response(text='{"access_token": "' + CANARY, content_type="application/json")
-
-    async def truncated(self, request: web.Request) -> web.StreamResponse:
-        # Content-Length promises the whole answer, the connection closes after half of it
-        whole = b'{"access_token": "' + CANARY.encode() + b'", "token_type": "Bearer"}'
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        resp.content_length = len(whole)
-        await resp.prepare(request)
-        await resp.write(whole[: len(whole) // 2])
-        assert request.transport is not None
-        request.transport.close()
-        return resp
-
-    async def reset(self, request: web.Request) -> web.StreamResponse:
-        # SO_LINGER 0: closing sends a TCP RST instead of a FIN
-        assert request.transport is not None
-        sock = request.transport.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        request.transport.abort()
-        return web.Response()
 
 
 @pytest.fixture
