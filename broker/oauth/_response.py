@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
 from broker.oauth.errors import (
     InvalidClient,
@@ -62,6 +64,26 @@ def json_object(
     return data
 
 
+_DELAY_SECONDS = re.compile(r"[0-9]{1,10}")
+
+
+def retry_after_seconds(header: str | None, now: float) -> float | None:
+    """RFC 9110 10.2.3 `Retry-After` (delay-seconds or an HTTP-date) as seconds from `now`;
+    None when absent or unreadable: a junk header must not pause a grant on a guess."""
+    if header is None:
+        return None
+    value = header.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # `-0000`; an HTTP-date is always GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
 def raise_for_status(
     endpoint: str,
     status: int,
@@ -69,11 +91,15 @@ def raise_for_status(
     body: bytes,
     *,
     redact: Sequence[str] = (),
+    retry_after: float | None = None,
 ) -> None:
-    """Raise the typed error for a non-2xx answer; return quietly for a 2xx one."""
+    """Raise the typed error for a non-2xx answer; return quietly for a 2xx one.
+    `retry_after`: the answer's `Retry-After`, in seconds, carried by a transient error."""
     if status in (408, 429) or status >= 500:
         raise TransientProviderError(
-            f"{endpoint} endpoint answered HTTP {status}; try again later", provider_status=status
+            f"{endpoint} endpoint answered HTTP {status}; try again later",
+            provider_status=status,
+            retry_after=retry_after,
         )
     if 200 <= status < 300:
         return

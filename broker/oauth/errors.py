@@ -3,6 +3,7 @@
     ProviderError (broker.errors)          502 provider_error
     └── OAuthError                         502 provider_error  .error .description .transient
         ├── TransientProviderError         502 provider_error  5xx, 429, 408: back off, retry
+        │                                                      (not before .retry_after)
         ├── MalformedTokenResponse         502 provider_error  not JSON, no access_token, ...
         ├── TokenEndpointError             502 provider_error  the endpoint said error=<code>
         │   ├── InvalidGrant               400 invalid_grant   code or refresh token is dead
@@ -77,11 +78,14 @@ class OAuthError(ProviderError):
         error: str | None = None,
         description: str | None = None,
         provider_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.error = error
         self.description = description
         self.provider_status = provider_status
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait (its `Retry-After`), when it said."""
 
 
 class TransientProviderError(OAuthError):

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from authlib.oauth2.rfc6749.parameters import prepare_token_request
 
-from broker.oauth._response import json_object, raise_for_status
+from broker.oauth._response import json_object, raise_for_status, retry_after_seconds
 from broker.oauth.client_auth import ClientAuth, apply_client_auth
 from broker.oauth.errors import MalformedTokenResponse, endpoint_error
 
@@ -250,6 +250,7 @@ def parse_token_response(
     requested_scopes: Sequence[str] = (),
     bearer_aliases: Collection[str] = (),
     redact: Sequence[str] = (),
+    retry_after: str | None = None,
 ) -> TokenSet:
     """RFC 6749 5.1 / 5.2 answer -> TokenSet, or a typed OAuthError.
 
@@ -257,12 +258,15 @@ def parse_token_response(
     errs on the early side. `bearer_aliases` are token_type values a manifest declares to be
     bearer tokens in practice (Slack's "bot" and "user"). `redact` are values we sent
     (code, verifier) that must not surface if the provider echoes them in a description.
+    `retry_after` is the answer's `Retry-After` header: a transient error carries it, in
+    seconds from `sent_at` (a date is counted from the send, so the wait errs long).
 
     Ours: authlib parses a token response only inside its OAuth2Client (`resp.json()` on
     its own session), with untyped errors and `expires_at` from the receipt, not the send.
     """
     redact = [*redact, *([previous_refresh_token] if previous_refresh_token else [])]
-    raise_for_status("token", status, content_type, body, redact=redact)
+    wait = retry_after_seconds(retry_after, sent_at)
+    raise_for_status("token", status, content_type, body, redact=redact, retry_after=wait)
     data = json_object("token", status, content_type, body)
     if "error" in data:  # GitHub and Slack answer 200 with an error object
         raise endpoint_error(

@@ -43,6 +43,8 @@ class ProviderResponse:
     body: bytes
     sent_at: float
     """When the request was sent: `expires_at = sent_at + expires_in` (DESIGN 5)."""
+    retry_after: str | None = None
+    """The `Retry-After` header (a 429 or 503 says when to come back)."""
 
 
 async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
@@ -78,6 +80,7 @@ async def send(
         ) as resp:
             body = await read_capped(resp, MAX_RESPONSE_BYTES)
             content_type = resp.headers.get("Content-Type")
+            retry_after = resp.headers.get("Retry-After")
             status = resp.status
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise TransientProviderError(
@@ -89,7 +92,7 @@ async def send(
             f"{MAX_RESPONSE_BYTES // 1024} KiB",
             provider_status=status,
         )
-    return ProviderResponse(status, content_type, body, sent_at)
+    return ProviderResponse(status, content_type, body, sent_at, retry_after)
 
 
 async def obtain_token(
@@ -115,6 +118,7 @@ async def obtain_token(
         requested_scopes=requested_scopes,
         bearer_aliases=config.bearer_token_types,
         redact=redact,
+        retry_after=answer.retry_after,
     )
     return StoredToken.from_token_set(tokens, answer.sent_at)
 

@@ -83,6 +83,9 @@ class RefreshState(_Record):
     next_attempt_at: float | None = None
     last_forced_at: float | None = None
     """When a forced refresh last called the provider (`BROKER_FORCED_REFRESH_INTERVAL`)."""
+    not_before: float | None = None
+    """Until when the provider asked not to be called (its `Retry-After`): no refresh calls
+    it before then, forced or not, whether or not a valid token is left."""
 
 
 class SettingsVersion(_Record):

@@ -149,6 +149,15 @@ async def follow_callback(
         return resp.status, body, query
 
 
+async def works_at_the_provider(peer: OidcPeer, access_token: str) -> bool:
+    """Whether the provider accepts `access_token` (its userinfo endpoint answers 200)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{peer.issuer}/me", headers={"Authorization": f"Bearer {access_token}"}) as r,
+    ):
+        return r.status == 200
+
+
 def query_of(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 

@@ -176,6 +176,33 @@ def test_transient_statuses(status: int) -> None:
     assert caught.value.status == 502
 
 
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),
+        (" 0 ", 0.0),
+        ("Tue, 14 Nov 2023 22:15:00 GMT", 100.0),  # RFC 9110 10.2.3: an HTTP-date
+        ("Tue, 14 Nov 2023 22:11:00 GMT", 0.0),  # already past
+        (None, None),
+        ("soon", None),  # unreadable: no pause rather than a guess
+        ("-5", None),
+        ("1.5", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to HTTP
+    ],
+)
+def test_a_transient_answer_carries_the_providers_retry_after(
+    header: str | None, seconds: float | None
+) -> None:
+    with pytest.raises(TransientProviderError) as caught:
+        _parse(b"slow down", status=429, content_type="text/plain", retry_after=header)
+    assert caught.value.retry_after == seconds
+
+
+def test_retry_after_on_a_usable_answer_changes_nothing() -> None:
+    tokens = _parse({"access_token": "at", "token_type": "Bearer"}, retry_after="30")
+    assert tokens.access_token == "at"
+
+
 def test_temporarily_unavailable_code_is_transient() -> None:
     with pytest.raises(TransientProviderError):
         _parse({"error": "temporarily_unavailable"}, status=400)

@@ -19,6 +19,10 @@ from pathlib import Path
 
 REDIS_SERVER = "redis-server"
 REDIS_CLI = "redis-cli"
+AOF_ALWAYS = ("--appendonly", "yes", "--appendfsync", "always")
+"""Extra arguments for a server that writes and fsyncs every write to its append-only file
+before it answers (deploy/compose.yaml runs Redis so): `start()` again after a SIGKILL
+finds everything it acknowledged."""
 
 
 def _die_with_parent() -> None:

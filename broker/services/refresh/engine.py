@@ -37,6 +37,7 @@ from broker.services.refresh.policy import (
     old_or_fail,
     proactive_due,
     serves,
+    within_retry_after,
 )
 from broker.store import keys
 
@@ -64,6 +65,8 @@ async def ensure_fresh(
     if not force and backing_off(conn, started) and is_valid(conn.token, started):
         assert conn.token is not None
         return conn.token
+    if (waiting := within_retry_after(conn, started, force=force)) is not None:
+        return waiting
     if force and (recent := _forced_recently(ctx, conn, started)) is not None:
         return recent
     # One refresh per connection per process: every caller here shares it, so a stampede
@@ -133,6 +136,8 @@ async def refresh_locked(
     check_usable(conn)
     now = ctx.clock()
     token = conn.token
+    if (waiting := within_retry_after(conn, now, force=force)) is not None:
+        return waiting  # another replica's attempt was told to wait
     if force and (recent := _forced_recently(ctx, conn, now)) is not None:
         return recent  # another replica's forced refresh, or this one's a moment ago
     if token is not None:

@@ -26,6 +26,7 @@ from broker.services.refresh.policy import (
     check_usable,
     next_refresh_at,
     old_or_fail,
+    retry_after_pause,
 )
 from broker.store import keys
 
@@ -80,15 +81,17 @@ async def write_token(
 async def record_failure(
     ctx: Context, spent: Connection, exc: OAuthError, forced_at: float | None
 ) -> Connection:
-    """Back off after a transient failure; the record as it is when a reconnect replaced the
-    token meanwhile (the new grant starts with no failures)."""
+    """Back off after a failure, never less than the provider's `Retry-After`, which no
+    refresh calls it within (`policy.within_retry_after`); the record as it is when a
+    reconnect replaced the token meanwhile (the new grant starts with no failures)."""
 
     def change(conn: Connection) -> Connection | None:
         if conn.token != spent.token:
             return None
         now = ctx.clock()
         failures = conn.refresh.failures + 1
-        delay = backoff_delay(failures, random.uniform(*BACKOFF_JITTER))
+        delay = backoff_delay(failures, random.uniform(*BACKOFF_JITTER), exc.retry_after)
+        pause = retry_after_pause(exc.retry_after)
         refresh = conn.refresh.model_copy(
             update={
                 "last_error": exc.error
@@ -96,6 +99,7 @@ async def record_failure(
                 "last_error_at": now,
                 "failures": failures,
                 "next_attempt_at": now + delay,
+                "not_before": now + pause if pause else None,
                 "last_forced_at": _forced_at(conn, forced_at),
             }
         )

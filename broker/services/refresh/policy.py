@@ -14,6 +14,10 @@ BACKOFF_BASE, BACKOFF_MAX = 5.0, 600.0
 BACKOFF_JITTER = (0.8, 1.2)
 """A backoff delay is multiplied by a factor drawn from this range: replicas and connections
 that failed together do not retry together."""
+_DOUBLINGS_TO_MAX = math.ceil(math.log2(BACKOFF_MAX / BACKOFF_BASE))
+RETRY_AFTER_MAX = 3600.0
+"""The longest a provider's `Retry-After` pauses a connection's refreshes: a date years ahead
+(a broken header) must not park a grant for good."""
 PROACTIVE_LEAD = 60.0
 """Seconds earlier than on-demand callers would refresh: the background refresher gets there
 first, so runtimes are served a fresh token instead of waiting on the provider."""
@@ -65,10 +69,37 @@ def backing_off(conn: Connection, now: float) -> bool:
     return at is not None and at > now
 
 
-def backoff_delay(failures: int, jitter: float) -> float:
+def backoff_delay(failures: int, jitter: float, retry_after: float | None = None) -> float:
     """Seconds before the next attempt after `failures` transient failures in a row: 5 s
-    doubling up to 10 min, times `jitter` (drawn from `BACKOFF_JITTER`)."""
-    return min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (failures - 1)) * jitter
+    doubling up to 10 min, times `jitter` (drawn from `BACKOFF_JITTER`), and never less
+    than the provider's `retry_after` (see `retry_after_pause`)."""
+    # the exponent is capped first: 2.0 ** 1024 overflows, and a streak gets that long
+    doublings = min(failures - 1, _DOUBLINGS_TO_MAX)
+    ours = min(BACKOFF_MAX, BACKOFF_BASE * 2.0**doublings) * jitter
+    return max(ours, retry_after_pause(retry_after))
+
+
+def retry_after_pause(retry_after: float | None) -> float:
+    """The seconds a provider's `Retry-After` keeps every refresh away, capped."""
+    return min(retry_after or 0.0, RETRY_AFTER_MAX)
+
+
+def within_retry_after(conn: Connection, now: float, *, force: bool) -> StoredToken | None:
+    """Inside the pause the provider asked for (`RefreshState.not_before`) nothing calls it,
+    not even a forced refresh or a caller whose token has expired (calling would only earn
+    another 429): the current token while it is valid, else the error a failed attempt
+    gives (`RateLimited` with the seconds left for a forced refresh, whose route answers 429
+    with Retry-After; `ProviderError` for a read). None outside it."""
+    until = conn.refresh.not_before
+    if until is None or now >= until:
+        return None
+    if force and not is_valid(conn.token, now):
+        raise RateLimited(
+            f"the provider asked not to be called for the token of {conn.id} yet; "
+            "retry after the Retry-After seconds",
+            retry_after=max(1, math.ceil(until - now)),
+        )
+    return old_or_fail(conn, now)
 
 
 def forced_recently(conn: Connection, now: float, interval: float) -> StoredToken | None:

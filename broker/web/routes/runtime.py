@@ -223,8 +223,8 @@ async def access_token(request: web.Request) -> web.Response:
     answers=TOKEN,
     errors={
         **REFRESH_ERRORS,
-        429: "`rate_limited`: forced moments ago and expired since; retry after "
-        "`Retry-After` seconds (or read the token, which refreshes it)",
+        429: "`rate_limited`: forced moments ago, or the provider asked for a pause (its "
+        "Retry-After), and the token has expired since; retry after `Retry-After` seconds",
     },
 )
 async def force_refresh(request: web.Request) -> web.Response:

@@ -100,6 +100,40 @@ def test_backoff_doubles_from_5_s_up_to_10_min() -> None:
     assert policy.backoff_delay(2, low) == 10 * low and policy.backoff_delay(2, high) == 10 * high
 
 
+def test_the_backoff_stays_capped_however_long_the_streak() -> None:
+    # 2.0 ** 1024 overflows a float: the 1,025th failure in a row used to raise
+    for failures in (1024, 1025, 1026, 10_000, 2**40):
+        assert policy.backoff_delay(failures, 1.0) == policy.BACKOFF_MAX
+
+
+def test_the_backoff_is_never_shorter_than_the_providers_retry_after() -> None:
+    assert policy.backoff_delay(1, 1.0, retry_after=30) == 30
+    assert policy.backoff_delay(1, 1.0, retry_after=2) == 5  # ours is longer: ours
+    assert policy.backoff_delay(8, 1.2, retry_after=30) == 720
+    # a date years ahead (a broken header) pauses the connection for an hour at most
+    assert policy.backoff_delay(1, 1.0, retry_after=10**9) == policy.RETRY_AFTER_MAX
+    assert policy.retry_after_pause(None) == 0 and policy.retry_after_pause(10**9) == 3600
+
+
+def test_within_the_providers_retry_after_nothing_calls_it() -> None:
+    paused = RefreshState(not_before=NOW + 20, next_attempt_at=NOW + 20)
+    valid = token(left=10)
+    # forced or not: the token while it is valid
+    for force in (False, True):
+        assert policy.within_retry_after(connection(valid, refresh=paused), NOW, force=force) is (
+            valid
+        )
+    expired = connection(token(left=-1), refresh=paused.model_copy(update={"last_error": "x"}))
+    with pytest.raises(ProviderError, match="expired"):
+        policy.within_retry_after(expired, NOW, force=False)
+    with pytest.raises(RateLimited) as raised:  # a forced refresh says when to come back
+        policy.within_retry_after(expired, NOW + 4.5, force=True)
+    assert raised.value.retry_after == 16
+    # past it, or never asked: the provider may be called
+    assert policy.within_retry_after(expired, NOW + 20, force=True) is None
+    assert policy.within_retry_after(connection(token(left=-1)), NOW, force=True) is None
+
+
 def test_backing_off_until_the_next_attempt() -> None:
     assert policy.backing_off(connection(refresh=RefreshState(next_attempt_at=NOW + 1)), NOW)
     assert not policy.backing_off(connection(refresh=RefreshState(next_attempt_at=NOW)), NOW)
