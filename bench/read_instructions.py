@@ -8,10 +8,12 @@ wrk's requests/s move with whatever else the machine runs; an instruction count 
 older commit) this starts a redis-server, a fake token endpoint, and the tree's
 `python -m broker.cli serve` under `valgrind --tool=callgrind`; makes an API-key connection
 and a client_credentials one over the admin API; warms both reads up; then, per read kind,
-zeroes the counters, sends `--reads` reads over 8 kept-alive connections and dumps (the
-background loops' work in that time is counted too, as it is part of serving). It prints instructions per read for
-GET /v1/runtime/secrets/api_key and GET /v1/runtime/oauth/access-token, and each tree's ratio
-to the first one. Needs valgrind (Debian package `valgrind`).
+zeroes the counters, sends `--reads` reads over 8 kept-alive connections and dumps. The
+proactive refresher and the event worker are off (`BROKER_REFRESHER`, `BROKER_EVENTS_WORKER`):
+their polls, slowed down by valgrind, would otherwise land in the count as noise. It prints
+instructions per read for GET /v1/runtime/secrets/api_key and GET
+/v1/runtime/oauth/access-token, and each tree's ratio to the first one. Needs valgrind
+(Debian package `valgrind`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ async def measure(tree: Path, count: int) -> dict[str, float]:
                 "BROKER_PORT": str(broker_port),
                 "BROKER_CONNECTORS_DIRS": str(tmp / "connectors"),
                 "PYTHONHASHSEED": "0",
+                # the background loops' polls would land in the count as noise
+                "BROKER_REFRESHER": "false",
+                "BROKER_EVENTS_WORKER": "false",
             }
         )
         out = tmp / "callgrind.out"
