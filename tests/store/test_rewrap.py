@@ -221,8 +221,11 @@ async def test_ttl_records_still_expire_after_rewrap(raw: Store) -> None:
     states = [keys.oauth_state(f"s{i}") for i in range(300)]
     sessions = [keys.connect_session(f"t{i}") for i in range(300)]
     durable = await fill(old, 300)
+    # long enough that a loaded machine still writes and rewraps all 600 before they lapse
+    ttl = 6.0
     for key in states + sessions:
-        await old.put_ttl(key, b"one-time", 1.5)
+        await old.put_ttl(key, b"one-time", ttl)
+    lapse = asyncio.get_running_loop().time() + ttl  # the last one's, at the latest
 
     dry = await rewrap_all(sealed(raw, BOTH), dry_run=True)
     assert (dry.rewrapped, dry.scanned) == (900, 900)
@@ -233,7 +236,7 @@ async def test_ttl_records_still_expire_after_rewrap(raw: Store) -> None:
     reader = sealed(raw, BOTH)
     assert await reader.get(states[0]) == (b"one-time", 2)
 
-    await asyncio.sleep(1.7)
+    await asyncio.sleep(lapse - asyncio.get_running_loop().time() + 0.3)
     assert await key_ids(raw) == {"k-new": 300}
     assert await reader.take(states[1]) is None
     assert await reader.get(sessions[-1]) is None
