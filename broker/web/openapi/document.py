@@ -198,7 +198,8 @@ def _response(reply: Reply, refs: Refs) -> Schema:
     elif reply.schema is not None:
         out["content"] = {"application/json": {"schema": reply.schema}}
     elif reply.media is not None:
-        out["content"] = {reply.media: {"schema": {"type": "string"}}}
+        media = (reply.media,) if isinstance(reply.media, str) else reply.media
+        out["content"] = {m: {"schema": {"type": "string"}} for m in media}
     out["headers"] = {
         REQUEST_ID_HEADER: {"$ref": "#/components/headers/RequestId"},
         **{

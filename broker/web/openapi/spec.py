@@ -69,12 +69,13 @@ def page_size(maximum: int, default: int) -> Param:
 @dataclass(frozen=True)
 class Reply:
     """One documented response: a JSON `model` (or plain JSON `schema`), or a `media` string
-    body (HTML, text), and the `headers` it sets (name -> description)."""
+    body (HTML, text; several types where the body's type varies), and the `headers` it sets
+    (name -> description)."""
 
     description: str
     model: type[BaseModel] | None = None
     schema: Schema | None = None
-    media: str | None = None
+    media: str | tuple[str, ...] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from broker.config import LOGO_TYPES
 from broker.web.openapi.spec import Operations, Reply, path
 from broker.web.state import ASSETS
 
@@ -30,8 +31,8 @@ _LOGO_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     ),
     answers={
         200: Reply(
-            "the file (text/css, text/javascript or the logo's image type)",
-            media="application/octet-stream",
+            "the file: the stylesheet, the script or the logo (its own image type)",
+            media=("text/css", "text/javascript", *sorted(set(LOGO_TYPES.values()))),
             headers={"Cache-Control": "immutable under the current version, else no-store"},
         )
     },
