@@ -22,6 +22,8 @@ WHSEC_PREFIX = "whsec_"
 MIN_EVENTS_SECRET_BYTES = 16
 STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "redis+sentinel")
 MIN_ADMIN_TOKEN_LENGTH = 16
+CRASH_POINTS = ("before_intent", "before_send", "after_journal", "after_apply")
+"""Where `BROKER_TEST_CRASH_AT` kills a refresh (services/refresh/crash_points.py)."""
 
 
 def _split(value: Any) -> Any:
@@ -104,6 +106,9 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     dev: bool = False
     """Set by `broker serve --dev`: local keyring and admin token under ./broker-data."""
+    test_crash_at: str | None = None
+    """Tests only, refused outside dev mode: `<point>[:<connector>]` makes the process SIGKILL
+    itself when a refresh (of that connector) reaches the point (`CRASH_POINTS`)."""
 
     _split_lists = field_validator(
         "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
@@ -165,6 +170,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("test_crash_at")
+    @classmethod
+    def _crash_point(cls, value: str | None) -> str | None:
+        if value is not None and value.partition(":")[0] not in CRASH_POINTS:
+            raise ValueError(f"must be <point>[:<connector>], a point one of {CRASH_POINTS}")
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         # Derived defaults (DESIGN section 11); set here so every reader sees final values.
@@ -176,6 +188,9 @@ class Settings(BaseSettings):
             object.__setattr__(self, "allowed_return_origins", [origin_of(public)])
         if self.events_url and self.events_secret is None:
             raise ValueError("BROKER_EVENTS_URL needs BROKER_EVENTS_SECRET (events are signed)")
+        if self.test_crash_at and not self.dev:
+            # it kills the process on purpose: never by a stray variable in production
+            raise ValueError("BROKER_TEST_CRASH_AT is for tests and needs `broker serve --dev`")
         return self
 
     def require_runnable(self) -> None:
