@@ -76,3 +76,19 @@ def test_runnable_needs_keyring_and_admin_token(
         load_settings().require_runnable()
     assert "BROKER_KEYRING_FILE" in str(info.value) and "does not exist" in str(info.value)
     assert "BROKER_ADMIN_TOKEN: not set" in str(info.value)
+
+
+def test_the_crash_point_setting_is_refused_outside_dev_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`BROKER_TEST_CRASH_AT` kills the process on purpose (the kill-point tests): a stray
+    variable in production must stop the start, not arm it."""
+    monkeypatch.setenv("BROKER_TEST_CRASH_AT", "after_apply:xero")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "BROKER_TEST_CRASH_AT" in str(info.value) and "--dev" in str(info.value)
+    assert load_settings(dev=True).test_crash_at == "after_apply:xero"
+    monkeypatch.setenv("BROKER_TEST_CRASH_AT", "halfway")
+    with pytest.raises(ConfigError) as info:
+        load_settings(dev=True)
+    assert "BROKER_TEST_CRASH_AT" in str(info.value)

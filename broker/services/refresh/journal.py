@@ -65,8 +65,9 @@ def spent_hash(refresh_token: str | None) -> str:
 def verdict(
     entry: RefreshJournal, conn: Connection, *, rotates: bool, reuse_seconds: int, now: float
 ) -> Verdict:
-    """Pure: the journal against the record, the provider's documented behaviour and the
-    clock."""
+    """Pure: the journal against the record, the provider's documented behaviour (`rotates`:
+    its manifest says so; a grant seen rotating counts too) and the clock."""
+    rotates = rotates or conn.refresh.rotation_seen
     held = conn.token.refresh_token if conn.token else None
     if entry.answer is not None:
         if conn.token == entry.answer:

@@ -54,10 +54,13 @@ async def recover(ctx: Context, held: HeldLock, conn: Connection, config: OAuthC
         if found is None:
             return Recovered(conn, 0)
         entry, version = found
-        rotates = config.rotates_refresh_tokens or conn.refresh.rotation_seen
-        reuse = config.refresh_token_reuse_seconds or 0
-        now = ctx.clock()
-        decided = journal.verdict(entry, conn, rotates=rotates, reuse_seconds=reuse, now=now)
+        decided = journal.verdict(
+            entry,
+            conn,
+            rotates=config.rotates_refresh_tokens,
+            reuse_seconds=config.refresh_token_reuse_seconds or 0,
+            now=ctx.clock(),
+        )
         log.info("refresh journal of %s: %s", conn.id, decided.value)
         if decided in (Verdict.APPLIED, Verdict.STALE):
             await journal.clear(ctx, conn.id, version)
