@@ -53,7 +53,7 @@ class Verdict(enum.Enum):
     APPLIED = "applied"  # the answer is in the record already: clear the journal
     APPLY = "apply"  # an answer never applied: apply it, then clear
     STALE = "stale"  # the record moved on (a reconnect): clear
-    UNSPENT = "unspent"  # no answer, but the provider does not rotate: the token still works
+    UNSPENT = "unspent"  # no answer, the provider does not rotate: the token works, clear
     RETRY = "retry"  # no answer, inside the provider's reuse window: spend the token again now
     LOST = "lost"  # no answer, the token is spent for good: needs_reauth, refresh_lost
 
@@ -166,10 +166,13 @@ async def mark_lost(
     return await records.save(ctx.store, key, lost, version, held.fence)
 
 
-async def clear(ctx: Context, connection_id: str, version: int) -> None:
-    """Delete the journal as written at `version`. Best effort: what it guards is done, and a
-    leftover is recognised as such (`Verdict.APPLIED`, `STALE`) by the next holder."""
+async def clear(ctx: Context, connection_id: str, version: int) -> bool:
+    """Delete the journal as written at `version`; False when it could not. Best effort: what
+    it guards is done, and a leftover is recognised as such (`Verdict.APPLIED`, `STALE`) by
+    the next holder."""
     try:
         await ctx.store.delete(keys.refresh_journal(connection_id), expect_version=version)
     except (VersionConflict, StoreUnavailable) as exc:
         log.warning("the refresh journal of %s was left behind (%s)", connection_id, exc.code)
+        return False
+    return True

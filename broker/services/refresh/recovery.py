@@ -8,7 +8,7 @@ first with a journal left behind (`journal`), before it serves or refreshes anyt
 | anything                     | neither (a reconnect)              | cleared, the record wins    |
 | an intent, rotating provider | yes, inside the reuse window       | refreshed again at once     |
 | an intent, rotating provider | yes, no window or past it          | `needs_reauth`/refresh_lost |
-| an intent, no rotation       | yes                                | refreshed as usual          |
+| an intent, no rotation       | yes                                | cleared, refreshed as usual |
 
 A rotating provider is one whose manifest says `rotatesRefreshTokens`, or whose earlier
 refreshes of this grant answered a new refresh token (`RefreshState.rotation_seen`).
@@ -62,21 +62,18 @@ async def recover(ctx: Context, held: HeldLock, conn: Connection, config: OAuthC
             now=ctx.clock(),
         )
         log.info("refresh journal of %s: %s", conn.id, decided.value)
-        if decided in (Verdict.APPLIED, Verdict.STALE):
-            await journal.clear(ctx, conn.id, version)
-            return Recovered(conn, 0)
-        if decided is Verdict.UNSPENT:
-            return Recovered(conn, version)
+        if decided in (Verdict.APPLIED, Verdict.STALE, Verdict.UNSPENT):
+            if await journal.clear(ctx, conn.id, version):
+                return Recovered(conn, 0)
+            continue
         if decided is Verdict.RETRY:
             return Recovered(conn, version, retry_from=entry.spent_at)
         if decided is Verdict.APPLY:
             assert entry.answer is not None
             conn, written = await write_token(ctx, held, conn, entry.answer, None)
             if written:
-                await journal.clear(ctx, conn.id, version)
                 await schedule_next(ctx, conn)
-                return Recovered(conn, 0)
-            continue  # the record moved on meanwhile: decide again on the new one
+            continue  # next round: APPLIED, cleared; or the record moved on meanwhile
         try:
             conn = await _give_up(ctx, held, conn, entry, version)
         except VersionConflict:
