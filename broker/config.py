@@ -30,6 +30,8 @@ LOGO_TYPES = {
     ".webp": "image/webp",
     ".gif": "image/gif",
 }
+CRASH_POINTS = ("before_intent", "before_send", "after_journal", "after_apply")
+"""Where `BROKER_TEST_CRASH_AT` kills a refresh (services/refresh/crash_points.py)."""
 
 
 def _split(value: Any) -> Any:
@@ -118,6 +120,9 @@ class Settings(BaseSettings):
     """The Connect pages' accent colour, `#rrggbb` (buttons, the top bar)."""
     brand_logo_file: Path | None = None
     """A PNG, SVG, JPEG, WebP or GIF the Connect pages show, served by the broker."""
+    test_crash_at: str | None = None
+    """Tests only, refused outside dev mode: `<point>[:<connector>]` makes the process SIGKILL
+    itself when a refresh (of that connector) reaches the point (`CRASH_POINTS`)."""
 
     _split_lists = field_validator(
         "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
@@ -186,6 +191,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("test_crash_at")
+    @classmethod
+    def _crash_point(cls, value: str | None) -> str | None:
+        if value is not None and value.partition(":")[0] not in CRASH_POINTS:
+            raise ValueError(f"must be <point>[:<connector>], a point one of {CRASH_POINTS}")
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         # Derived defaults (DESIGN section 11); set here so every reader sees final values.
@@ -197,6 +209,9 @@ class Settings(BaseSettings):
             object.__setattr__(self, "allowed_return_origins", [origin_of(public)])
         if self.events_url and self.events_secret is None:
             raise ValueError("BROKER_EVENTS_URL needs BROKER_EVENTS_SECRET (events are signed)")
+        if self.test_crash_at and not self.dev:
+            # it kills the process on purpose: never by a stray variable in production
+            raise ValueError("BROKER_TEST_CRASH_AT is for tests and needs `broker serve --dev`")
         return self
 
     def require_runnable(self) -> None:

@@ -100,3 +100,19 @@ def test_an_unreadable_logo_stops_the_start(tmp_path: Path, keyring_file: Path) 
     settings = load_settings(keyring_file=keyring_file, brand_logo_file=tmp_path / "no.png")
     with pytest.raises(ConfigError, match="BROKER_BRAND_LOGO_FILE: cannot read"):
         create_app(settings)
+
+
+def test_the_crash_point_setting_is_refused_outside_dev_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`BROKER_TEST_CRASH_AT` kills the process on purpose (the kill-point tests): a stray
+    variable in production must stop the start, not arm it."""
+    monkeypatch.setenv("BROKER_TEST_CRASH_AT", "after_apply:xero")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "BROKER_TEST_CRASH_AT" in str(info.value) and "--dev" in str(info.value)
+    assert load_settings(dev=True).test_crash_at == "after_apply:xero"
+    monkeypatch.setenv("BROKER_TEST_CRASH_AT", "halfway")
+    with pytest.raises(ConfigError) as info:
+        load_settings(dev=True)
+    assert "BROKER_TEST_CRASH_AT" in str(info.value)

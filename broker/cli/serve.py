@@ -34,8 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
         k: v for k in ("host", "port") if (v := getattr(args, k)) is not None
     }
     if args.dev:
-        overrides.update(_dev_credentials(load_settings(**overrides)))
         overrides["dev"] = True
+        overrides.update(_dev_credentials(load_settings(**overrides)))
     settings = load_settings(**overrides)
     settings.require_runnable()
 

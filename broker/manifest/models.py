@@ -64,6 +64,14 @@ class OAuthConfig(_Model):
     default_expires_in: int | None = Field(default=None, gt=0)
     token_request_encoding: Literal["form", "json"] = "form"
     rotates_refresh_tokens: bool = False
+    """A refresh answers a new refresh token to use from then on; how long the one sent still
+    works is `refresh_token_reuse_seconds`. False: the same refresh token serves every time."""
+    refresh_token_reuse_seconds: int | None = Field(default=None, ge=0)
+    """How long the provider still accepts a spent refresh token (a lost answer can be
+    retried); 0 or unset: reuse revokes the grant, or is not documented."""
+    refresh_token_inactivity_seconds: int | None = Field(default=None, ge=0)
+    """A refresh token unused this long dies: the idle keep-alive uses it (0 or unset: none
+    documented, the global `BROKER_IDLE_REFRESH_INTERVAL` applies)."""
     bearer_token_types: list[str] = []
     """Other `token_type` values the provider uses for bearer tokens (Slack: "bot")."""
 

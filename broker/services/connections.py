@@ -149,5 +149,6 @@ async def delete(ctx: Context, connection_id: str, *, force: bool = False) -> di
         deleted["revocation_error"] = revocation["error"]
     await events.delete_connection(ctx, connection.id, deleted)
     await ctx.store.unschedule(keys.connection(connection.id))
+    await ctx.store.delete(keys.refresh_journal(connection.id))  # it may hold tokens
     await index_remove(ctx, connection.tenant_id, connection.id)
     return {"id": connection.id, "deleted": True, "revocation": revocation}

@@ -201,16 +201,23 @@ async def exchange_code(
     return await obtain_token(ctx, request, config, requested_scopes=config.scopes, redact=redact)
 
 
-async def request_token(
-    ctx: Context,
-    manifest: Manifest,
-    config: OAuthConfig,
-    conn: Connection,
-    *,
-    seconds: float = MAX_SECONDS,
-) -> StoredToken:
-    """A new token for `conn`: a refresh (RFC 6749 6), or for a `client_credentials`
-    connector a new app token (4.4)."""
+@dataclass(frozen=True)
+class TokenCall:
+    """A refresh or client-credentials request, ready to send: everything that can fail
+    before the refresh token leaves (the app, the URL) has been done."""
+
+    request: TokenRequest
+    config: OAuthConfig
+    spent: str | None
+    """The refresh token the request sends (None for client credentials)."""
+    scopes: list[str]
+
+
+async def token_call(
+    ctx: Context, manifest: Manifest, config: OAuthConfig, conn: Connection
+) -> TokenCall:
+    """The request for a new token for `conn`: a refresh (RFC 6749 6), or for a
+    `client_credentials` connector a new app token (4.4)."""
     url, _, client = await _client(
         ctx, manifest, config, config.token_url_template, conn.tenant_id, conn.id, conn.settings
     )
@@ -233,15 +240,28 @@ async def request_token(
             extra_params=config.token_params,
             encoding=config.token_request_encoding,
         )
+    scopes = conn.token.scopes if conn.token else config.scopes
+    return TokenCall(request, config, previous, scopes)
+
+
+async def call_token(ctx: Context, call: TokenCall, *, seconds: float = MAX_SECONDS) -> StoredToken:
+    """Send a prepared `token_call` and parse the answer."""
     return await obtain_token(
         ctx,
-        request,
-        config,
-        previous_refresh_token=previous,
-        requested_scopes=conn.token.scopes if conn.token else config.scopes,
-        redact=[previous] if previous else [],
+        call.request,
+        call.config,
+        previous_refresh_token=call.spent,
+        requested_scopes=call.scopes,
+        redact=[call.spent] if call.spent else [],
         seconds=seconds,
     )
+
+
+async def request_token(
+    ctx: Context, manifest: Manifest, config: OAuthConfig, conn: Connection
+) -> StoredToken:
+    """`token_call` and `call_token` in one step."""
+    return await call_token(ctx, await token_call(ctx, manifest, config, conn))
 
 
 async def revoke(ctx: Context, connection: Connection) -> dict[str, Any]:

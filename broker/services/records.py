@@ -20,6 +20,10 @@ from broker.store.base import Fence
 from broker.store.sealed import SealedStore
 
 ConnectionStatus = Literal["active", "needs_reauth", "revoked"]
+ReauthReason = Literal["invalid_grant", "refresh_lost", "revoked_upstream"]
+"""Why a connection needs reauthorization: the provider refused the grant, the answer of a
+refresh that spent the refresh token was lost (`services.refresh.journal`), or the provider
+reported the grant revoked."""
 TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CONNECTION_ID = re.compile(r"conn_[a-z0-9]{20,40}")
 
@@ -86,6 +90,27 @@ class RefreshState(_Record):
     not_before: float | None = None
     """Until when the provider asked not to be called (its `Retry-After`): no refresh calls
     it before then, forced or not, whether or not a valid token is left."""
+    rotation_seen: bool = False
+    """A refresh of this grant answered a new refresh token: the provider rotates them, whatever
+    its manifest says (`services.refresh.journal`)."""
+
+
+class RefreshJournal(_Record):
+    """A refresh of one connection from the moment it spends the refresh token until its
+    answer is applied (`services.refresh.journal`). Sealed like every record: it holds the
+    provider's answer."""
+
+    owner: str
+    """The refresh lock's owner token when the refresh started."""
+    spent: str
+    """SHA-256 (hex) of the refresh token sent."""
+    spent_at: float
+    """When that refresh token was first sent: a provider's reuse window runs from then."""
+    started_at: float
+    answer: StoredToken | None = None
+    """The provider's answer, written the moment it arrived, before anything else."""
+    lost: bool = False
+    """Recovery found no answer and the token spent for good: `needs_reauth` follows."""
 
 
 class SettingsVersion(_Record):
@@ -142,6 +167,8 @@ class Connection(Outboxed, RuntimeView):
     history: list[SettingsVersion] = []
     """Earlier settings versions, newest first (rotation rollback)."""
     refresh: RefreshState = Field(default_factory=RefreshState)
+    reauth_reason: ReauthReason | None = None
+    """Set with `status: needs_reauth`; cleared by a reconnect."""
     created_at: float
     updated_at: float
 

@@ -35,6 +35,12 @@ def refresh_lock(connection_id: str) -> str:
     return _tagged(connection_id, "refresh-lock")
 
 
+def refresh_journal(connection_id: str) -> str:
+    """A refresh under way or interrupted (`services.refresh.journal`); it shares the record's
+    hash tag, so it is fenced by the record's refresh lock."""
+    return _tagged(connection_id, "refresh-journal")
+
+
 def oauth_app(credential_key: str, tenant_id: str | None = None) -> str:
     return _tagged(f"app_{credential_key}", f"tenant:{tenant_id}" if tenant_id else "default")
 

@@ -17,7 +17,13 @@ from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import KEY_PATTERN, AuthMode, Manifest, fill_template
 from broker.manifest.settings_schema import REDACTED
 from broker.services.context import Context
-from broker.services.records import CONNECTION_ID, TENANT_ID, Connection, ConnectionStatus
+from broker.services.records import (
+    CONNECTION_ID,
+    TENANT_ID,
+    Connection,
+    ConnectionStatus,
+    ReauthReason,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -132,6 +138,12 @@ class ConnectionView(BaseModel, title="Connection"):
     tenant_id: TenantId
     connector: ConnectorKey
     status: ConnectionStatus
+    reauth_reason: ReauthReason | None = Field(
+        description="why the tenant must reconnect, with `status: needs_reauth`: the provider "
+        "refused the grant (`invalid_grant`), a refresh's answer was lost after the provider "
+        "spent the refresh token (`refresh_lost`), or the provider revoked the grant "
+        "(`revoked_upstream`); null otherwise"
+    )
     auth_mode: AuthMode | None
     settings: dict[str, Any] = Field(description=f"secret values read `{REDACTED}`")
     settings_version: Version
@@ -151,6 +163,7 @@ def connection_view(ctx: Context, conn: Connection) -> dict[str, Any]:
         "tenant_id": conn.tenant_id,
         "connector": conn.connector,
         "status": conn.status,
+        "reauth_reason": conn.reauth_reason if conn.status == "needs_reauth" else None,
         "auth_mode": manifest.auth_mode if manifest else None,
         "settings": {**conn.settings, **dict.fromkeys(conn.secrets, REDACTED)},
         "settings_version": conn.settings_version,

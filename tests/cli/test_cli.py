@@ -90,6 +90,14 @@ def test_keys_generate_add_promote(tmp_path: Path, capsys: pytest.CaptureFixture
         assert key.hex() not in out.out + out.err
 
 
+def test_serve_refuses_the_crash_point_setting_without_dev(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BROKER_TEST_CRASH_AT", "before_send")
+    assert main(["serve"]) == 2
+    assert "BROKER_TEST_CRASH_AT" in capsys.readouterr().err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

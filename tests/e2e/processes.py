@@ -14,11 +14,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class BrokerProcess:
-    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        port: int,
+        env: dict[str, str],
+        log: Path,
+        *,
+        args: tuple[str, ...] = (),
+        cwd: Path = ROOT,
+    ) -> None:
+        """`args` follow `serve` (`--dev`); `cwd` is where `--dev` keeps ./broker-data."""
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.env = env
         self.log = log
+        self.args = args
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -27,11 +38,11 @@ class BrokerProcess:
         env.update({"BROKER_PORT": str(self.port), "PYTHONPATH": str(ROOT)})
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker.cli", "serve"],
+                [sys.executable, "-m", "broker.cli", "serve", *self.args],
                 env=env,
                 stdout=out,
                 stderr=out,
-                cwd=ROOT,
+                cwd=self.cwd,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -268,6 +268,7 @@ async def test_revoked_grant_needs_reauth_then_reconnects(
     assert (await forced.json())["error"] == "needs_reauth"
     view = await (await api.get(f"/v1/connections/{connection_id}", headers=admin())).json()
     assert view["status"] == "needs_reauth"
+    assert view["reauth_reason"] == "invalid_grant"
     assert view["refresh"]["last_error"] == "invalid_grant"
     again = await api.get(
         "/v1/runtime/oauth/access-token", headers={"Authorization": f"Bearer {runtime}"}
@@ -280,16 +281,19 @@ async def test_revoked_grant_needs_reauth_then_reconnects(
     assert result["connection_id"] == connection_id
     token = await token_of(api, runtime)
     assert await userinfo(oidc, token["access_token"]) == 200
-    assert (await (await api.get(f"/v1/connections/{connection_id}", headers=admin())).json())[
-        "status"
-    ] == "active"
+    view = await (await api.get(f"/v1/connections/{connection_id}", headers=admin())).json()
+    assert (view["status"], view["reauth_reason"]) == ("active", None)
     assert [t for t, _ in await events_of(api, connection_id)] == [
         "connection.created",
         "connection.needs_reauth",
         "connection.reconnected",
     ]
     _, reauth, reconnected = await events_of(api, connection_id)
-    assert reauth[1] == {"status": "needs_reauth", "error": "invalid_grant"}
+    assert reauth[1] == {
+        "status": "needs_reauth",
+        "error": "invalid_grant",
+        "reason": "invalid_grant",
+    }
     assert reconnected[1] == {"status": "active", "previous_status": "needs_reauth"}
 
 

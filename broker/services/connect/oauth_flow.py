@@ -241,6 +241,7 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
         updated = existing.model_copy(
             update={
                 "status": "active",
+                "reauth_reason": None,
                 "token": token,
                 "settings": {**existing.settings, **record.settings},
                 "refresh": records.RefreshState(),

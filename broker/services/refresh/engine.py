@@ -15,14 +15,19 @@ import asyncio
 import random
 import time
 
+import broker.services.refresh.crash_points as crash_points
+import broker.services.refresh.journal as journal
 from broker import metrics, oauth
 from broker.errors import BrokerError, LockLost, RefreshTimeout
+from broker.manifest import Manifest
 from broker.services import provider
 from broker.services.context import Context
 from broker.services.records import Connection, StoredToken, load_connection
+from broker.services.refresh.journal import Intent
 from broker.services.refresh.lock import HeldLock, holding
 from broker.services.refresh.outcome import (
     dropped,
+    idle_interval,
     needs_reauth,
     record_failure,
     schedule_next,
@@ -39,6 +44,7 @@ from broker.services.refresh.policy import (
     serves,
     within_retry_after,
 )
+from broker.services.refresh.recovery import Recovered, recover
 from broker.store import keys
 
 WAIT_DEADLINE = 10.0
@@ -130,26 +136,29 @@ async def refresh_locked(
     since: float,
     proactive: bool = False,
 ) -> StoredToken:
-    """Call only while holding the connection's refresh lock (`held`). `LockLost` when the
-    lock ran out before the token was written: nothing was written."""
+    """Call only while holding the connection's refresh lock (`held`). An interrupted
+    refresh's journal is finished first (`recovery`). `LockLost` when the lock ran out
+    before the token was written: the token was not written (a journaled answer is, by
+    whoever holds the lock next)."""
     conn, _ = await load_connection(ctx.store, connection_id)
     check_usable(conn)
+    recovered = await _recover(ctx, held, conn)
+    conn = recovered.conn
     now = ctx.clock()
     token = conn.token
-    if (waiting := within_retry_after(conn, now, force=force)) is not None:
-        return waiting  # another replica's attempt was told to wait
-    if force and (recent := _forced_recently(ctx, conn, now)) is not None:
-        return recent  # another replica's forced refresh, or this one's a moment ago
-    if token is not None:
-        if (force or not proactive) and serves(
-            token, force=force, since=since, min_ttl=min_ttl, now=now
-        ):
-            return token  # refreshed while we were waiting for the lock, or fresh enough
-        settings = ctx.settings
-        if proactive and not proactive_due(
-            conn, now, settings.refresh_margin, settings.idle_refresh_interval
-        ):
-            return token
+    if recovered.retry_from is None:  # else the spent token must be sent again, now
+        if (waiting := within_retry_after(conn, now, force=force)) is not None:
+            return waiting  # another replica's attempt was told to wait
+        if force and (recent := _forced_recently(ctx, conn, now)) is not None:
+            return recent  # another replica's forced refresh, or this one's a moment ago
+        if token is not None:
+            if (force or not proactive) and serves(
+                token, force=force, since=since, min_ttl=min_ttl, now=now
+            ):
+                return token  # refreshed while we were waiting for the lock, or fresh enough
+            margin = ctx.settings.refresh_margin
+            if proactive and not proactive_due(conn, now, margin, idle_interval(ctx, conn)):
+                return token
     manifest = ctx.catalog.get(conn.connector)
     config = manifest.oauth
     if config is None:
@@ -158,32 +167,97 @@ async def refresh_locked(
         if is_valid(token, now) and token is not None:
             return token
         message = f"connection {conn.id} has no refresh token: the tenant must reconnect"
-        return await needs_reauth(ctx, conn, "no refresh token", message)
+        return await needs_reauth(ctx, conn, "invalid_grant", message, error="no refresh token")
+    return await _spend(ctx, held, conn, manifest, recovered, force=force)
+
+
+async def _recover(ctx: Context, held: HeldLock, conn: Connection) -> Recovered:
+    manifest = ctx.catalog.manifests.get(conn.connector)
+    config = manifest.oauth if manifest else None
+    if config is None or config.type == "client_credentials":
+        return Recovered(conn, 0)  # nothing to lose: a new app token can always be had
+    return await recover(ctx, held, conn, config)
+
+
+async def _spend(
+    ctx: Context,
+    held: HeldLock,
+    conn: Connection,
+    manifest: Manifest,
+    recovered: Recovered,
+    *,
+    force: bool,
+) -> StoredToken:
+    """The provider call and what follows, journaled (`journal`) from just before the
+    refresh token leaves until its answer is in the record."""
+    assert manifest.oauth is not None
+    call = await provider.token_call(ctx, manifest, manifest.oauth, conn)
     seconds = held.provider_seconds()
+    crash_points.reached(ctx, "before_intent", manifest.key)
+    intent = None
+    if call.spent is not None:
+        intent = await journal.begin(
+            ctx,
+            held,
+            conn.id,
+            call.spent,
+            version=recovered.version,
+            spent_at=recovered.retry_from,
+        )
+        try:
+            seconds = held.provider_seconds()
+        except LockLost:
+            await _abandon(ctx, conn.id, intent, recovered)
+            raise
+    crash_points.reached(ctx, "before_send", manifest.key)
     forced_at = ctx.clock() if force else None
     started = time.perf_counter()
     try:
-        fresh = await provider.request_token(ctx, manifest, config, conn, seconds=seconds)
+        fresh = await provider.call_token(ctx, call, seconds=seconds)
     except oauth.InvalidGrant:
         _count_refresh(manifest.key, "invalid_grant", started)
+        if intent is not None:
+            await journal.clear(ctx, conn.id, intent.version)
         message = f"the provider revoked the grant of {conn.id}: the tenant must reconnect"
         return await needs_reauth(ctx, conn, "invalid_grant", message)
     except oauth.OAuthError as exc:
         _count_refresh(manifest.key, _outcome(exc), started)
+        await _abandon(ctx, conn.id, intent, recovered)
         failed = await record_failure(ctx, conn, exc, forced_at)
         return old_or_fail(failed, ctx.clock())
     _count_refresh(manifest.key, "ok", started)
+    if intent is not None:
+        intent = await journal.record_answer(ctx, held, conn.id, intent, fresh)
+        if intent is None:
+            dropped(manifest.key, "lock_lost", conn.id)
+            raise LockLost(f"the refresh of {conn.id} was taken over before its answer landed")
+    crash_points.reached(ctx, "after_journal", manifest.key)
     try:
         updated, written = await write_token(ctx, held, conn, fresh, forced_at)
     except LockLost:
-        dropped(manifest.key, "lock_lost", connection_id)
+        dropped(manifest.key, "lock_lost", conn.id)  # the journal keeps the answer
         raise
-    if not written:
-        dropped(manifest.key, "superseded", connection_id)
+    if not written:  # a reconnect replaced the grant: this answer is of no use to anyone
+        if intent is not None:
+            await journal.clear(ctx, conn.id, intent.version)
+        dropped(manifest.key, "superseded", conn.id)
         check_usable(updated)
         return old_or_fail(updated, ctx.clock())
+    crash_points.reached(ctx, "after_apply", manifest.key)
+    if intent is not None:
+        await journal.clear(ctx, conn.id, intent.version)
     await schedule_next(ctx, updated)
     return fresh
+
+
+async def _abandon(
+    ctx: Context, connection_id: str, intent: Intent | None, recovered: Recovered
+) -> None:
+    """No answer, and the provider said so (or was never called): the token is as spent as
+    before. A first spend's intent goes; a retry's stays, since its token was spent by the
+    refresh whose answer was lost, and the journal must go on saying so."""
+    if intent is not None and recovered.retry_from is None:
+        await journal.clear(ctx, connection_id, intent.version)
 
 
 def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken | None:

@@ -18,12 +18,13 @@ from broker.errors import NeedsReauth
 from broker.oauth import OAuthError
 from broker.services import events
 from broker.services.context import Context
-from broker.services.records import Connection, RefreshState, StoredToken
+from broker.services.records import Connection, ReauthReason, RefreshState, StoredToken
 from broker.services.refresh.lock import HeldLock
 from broker.services.refresh.policy import (
     BACKOFF_JITTER,
     backoff_delay,
     check_usable,
+    keepalive_interval,
     next_refresh_at,
     old_or_fail,
     retry_after_pause,
@@ -58,7 +59,12 @@ async def write_token(
         if conn.token != spent.token:
             return None
         now = ctx.clock()
-        refresh = RefreshState(last_refresh_at=now, last_forced_at=_forced_at(conn, forced_at))
+        rotated = token.refresh_token != _refresh_token(conn)
+        refresh = RefreshState(
+            last_refresh_at=now,
+            last_forced_at=_forced_at(conn, forced_at),
+            rotation_seen=conn.refresh.rotation_seen or rotated,
+        )
         updated = conn.model_copy(update={"token": token, "refresh": refresh, "updated_at": now})
         if conn.refresh.failures:
             updated = events.add(
@@ -125,25 +131,33 @@ async def record_failure(
     return conn
 
 
-async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: str) -> StoredToken:
-    """Mark the connection `needs_reauth` and raise `NeedsReauth(message)`, if its record
-    still holds the refresh token that failed: an unrelated write meanwhile (settings) does
-    not save a dead grant. If another token replaced it (a reconnect, or a holder that took
-    over a lapsed lock), that token is served instead while it is valid."""
+async def needs_reauth(
+    ctx: Context, spent: Connection, reason: ReauthReason, message: str, *, error: str | None = None
+) -> StoredToken:
+    """Mark the connection `needs_reauth` for `reason` (`error`, the refresh's `last_error`,
+    defaults to it) and raise `NeedsReauth(message)`, if its record still holds the refresh
+    token that failed: an unrelated write meanwhile (settings) does not save a dead grant. If
+    another token replaced it (a reconnect, or a holder that took over a lapsed lock), that
+    token is served instead while it is valid."""
     dead = _refresh_token(spent)
+    error = error or reason
 
     def change(conn: Connection) -> Connection | None:
         check_usable(conn)
         if _refresh_token(conn) != dead:
             return None
         now = ctx.clock()
-        refresh = conn.refresh.model_copy(update={"last_error": reason, "last_error_at": now})
+        refresh = conn.refresh.model_copy(update={"last_error": error, "last_error_at": now})
         updated = conn.model_copy(
-            update={"status": "needs_reauth", "refresh": refresh, "updated_at": now}
+            update={
+                "status": "needs_reauth",
+                "reauth_reason": reason,
+                "refresh": refresh,
+                "updated_at": now,
+            }
         )
-        return events.add(
-            ctx, updated, "connection.needs_reauth", {"status": "needs_reauth", "error": reason}
-        )
+        data = {"status": "needs_reauth", "error": error, "reason": reason}
+        return events.add(ctx, updated, "connection.needs_reauth", data)
 
     conn, written = await events.update_connection(
         ctx,
@@ -159,15 +173,24 @@ async def needs_reauth(ctx: Context, spent: Connection, reason: str, message: st
         action="connection.needs_reauth",
         tenant_id=conn.tenant_id,
         connection_id=conn.id,
-        outcome=reason,
+        outcome=error,
     )
     raise NeedsReauth(message)
+
+
+def idle_interval(ctx: Context, conn: Connection) -> float:
+    """The idle keep-alive interval of this connection's refresh token (`keepalive_interval`
+    with its manifest's documented inactivity expiry)."""
+    manifest = ctx.catalog.manifests.get(conn.connector)
+    config = manifest.oauth if manifest else None
+    inactivity = config.refresh_token_inactivity_seconds if config else None
+    return keepalive_interval(ctx.settings.idle_refresh_interval, inactivity)
 
 
 async def schedule_next(ctx: Context, conn: Connection) -> None:
     """Put the connection in the due index for the proactive refresher (`Refresher`), or
     take it out when there is nothing to refresh."""
-    at = next_refresh_at(conn, ctx.settings.refresh_margin, ctx.settings.idle_refresh_interval)
+    at = next_refresh_at(conn, ctx.settings.refresh_margin, idle_interval(ctx, conn))
     if at is None:
         await ctx.store.unschedule(keys.connection(conn.id))
     else:

@@ -149,3 +149,10 @@ def next_refresh_at(conn: Connection, margin: float, idle_interval: float) -> fl
     if token.refresh_token is not None and idle_interval > 0:
         return token.obtained_at + idle_interval  # exercise idle refresh tokens before they lapse
     return None
+
+
+def keepalive_interval(global_interval: float, inactivity: int | None) -> float:
+    """How often an idle refresh token (no expiring access token to refresh) is exercised:
+    half the provider's documented inactivity expiry, so a failed attempt and its backoff
+    still land in time; the global `BROKER_IDLE_REFRESH_INTERVAL` where none is documented."""
+    return inactivity / 2 if inactivity else global_interval

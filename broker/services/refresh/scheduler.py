@@ -1,6 +1,10 @@
 """Proactive refresh: every replica works through the store's due-time index in the
 background, so runtimes almost never wait on a provider.
 
+The due entry of a refresh that died mid-way comes back when its lock runs out; its journal
+(`journal`) then brings the connection here even though its token is not yet due, and the
+lock holder finishes it (`recovery`).
+
 Replicas never refresh one connection twice: each item is handled under the connection's
 refresh lock, taken without waiting (a held lock means another replica is on it). Polling is
 jittered and concurrency bounded, and the index is read from a random partition onward, so
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import broker.services.refresh.journal as journal
 from broker import metrics
 from broker.errors import NotFound
 from broker.services.context import Context
@@ -19,7 +24,7 @@ from broker.services.polling import poll_forever
 from broker.services.records import load_connection
 from broker.services.refresh.engine import refresh_locked
 from broker.services.refresh.lock import holding
-from broker.services.refresh.outcome import schedule_next
+from broker.services.refresh.outcome import idle_interval, schedule_next
 from broker.services.refresh.policy import proactive_due
 from broker.store import keys
 
@@ -63,10 +68,10 @@ class Refresher:
         except NotFound:
             await ctx.store.unschedule(keys.connection(connection_id))
             return
-        settings = ctx.settings
-        if not proactive_due(
-            conn, ctx.clock(), settings.refresh_margin, settings.idle_refresh_interval
-        ):
+        margin, idle = ctx.settings.refresh_margin, idle_interval(ctx, conn)
+        due = proactive_due(conn, ctx.clock(), margin, idle)
+        # an interrupted refresh schedules its journal's recovery (`journal.begin`)
+        if not due and (conn.status != "active" or await journal.read(ctx, connection_id) is None):
             await schedule_next(ctx, conn)  # stale index entry: put it where it belongs
             return
         async with holding(ctx, connection_id) as held:
