@@ -30,6 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from broker import metrics
 from broker.errors import LockLost, StoreUnavailable, VersionConflict
 from broker.services import records
 from broker.services.context import Context
@@ -126,28 +127,58 @@ async def record_answer(
 ) -> Intent | None:
     """The provider's answer into the journal, before anything else. None when another
     holder has taken over the journal (this lock ran out): its recovery decided, and this
-    answer must not be applied. `StoreUnavailable` once the store stayed out too long."""
+    answer must not be applied. With the store out, `StoreUnavailable` at once, so the
+    caller gets its 503 without waiting on the outage, while a background task keeps
+    trying to write the answer for `ANSWER_PATIENCE`: once written, whoever takes the lock
+    next applies it (`recovery`)."""
     entry = intent.entry.model_copy(update={"answer": answer})
-    key = keys.refresh_journal(connection_id)
+    try:
+        return await _write_answer(ctx, held, connection_id, intent, entry)
+    except StoreUnavailable:
+        task = asyncio.create_task(_keep_writing(ctx, held, connection_id, intent, entry))
+        _PENDING.add(task)  # held until done: the event loop keeps only weak references
+        task.add_done_callback(_PENDING.discard)
+        raise
+
+
+_PENDING: set[asyncio.Task[None]] = set()
+
+
+async def _keep_writing(
+    ctx: Context, held: HeldLock, connection_id: str, intent: Intent, entry: RefreshJournal
+) -> None:
     deadline = time.monotonic() + ANSWER_PATIENCE
     delay = 0.05
     while True:
+        log.warning("the answer of a refresh of %s waits for the store", connection_id)
+        await asyncio.sleep(delay)
+        delay = min(1.0, delay * 2)
         try:
-            try:
-                written = await records.save(ctx.store, key, entry, intent.version, held.fence)
-            except LockLost:
-                if not await _still_ours(ctx, connection_id, intent):
-                    return None
-                written = await records.save(ctx.store, key, entry, intent.version)
-            return Intent(entry, written)
-        except VersionConflict:
-            return None
-        except StoreUnavailable:
+            await _write_answer(ctx, held, connection_id, intent, entry)
+            return
+        except StoreUnavailable as exc:
             if time.monotonic() + delay > deadline:
-                raise
-            log.warning("the answer of a refresh of %s waits for the store", connection_id)
-            await asyncio.sleep(delay)
-            delay = min(1.0, delay * 2)
+                metrics.background_error(log, "refresher", exc, item=connection_id)
+                return  # the journal keeps the intent: recovery decides (`verdict`)
+        except Exception as exc:  # a background task: log and count, never raise into the void
+            metrics.background_error(log, "refresher", exc, item=connection_id)
+            return
+
+
+async def _write_answer(
+    ctx: Context, held: HeldLock, connection_id: str, intent: Intent, entry: RefreshJournal
+) -> Intent | None:
+    key = keys.refresh_journal(connection_id)
+    try:
+        try:
+            written = await records.save(ctx.store, key, entry, intent.version, held.fence)
+        except LockLost:
+            if not await _still_ours(ctx, connection_id, intent):
+                return None
+            written = await records.save(ctx.store, key, entry, intent.version)
+        return Intent(entry, written)
+    except VersionConflict:
+        return None
 
 
 async def _still_ours(ctx: Context, connection_id: str, intent: Intent) -> bool:
