@@ -121,7 +121,9 @@ async def test_killed_until_after_the_answer_the_rotation_is_kept(
     assert is_unavailable(status, body) and time.monotonic() - started < BOUND, body
     started = time.monotonic()
     status, body = await broker.access_token(runtime)
-    assert is_unavailable(status, body) and time.monotonic() - started < BOUND, body
+    # the read cache may still answer for up to a second: with the token as it was
+    assert is_unavailable(status, body) or (status, body) == (200, first), body
+    assert time.monotonic() - started < BOUND
 
     await asyncio.to_thread(redis.start)
     # the dead refresh's lock lives on in the AOF until its TTL: a forced refresh waits for
