@@ -138,7 +138,7 @@ async def complete(
         raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
 
     def fail(error: str) -> Redirect:
-        metrics.CONNECT_CALLBACKS.inc(connector, outcome_label(error))
+        metrics.CONNECT_CALLBACKS.labels(connector, outcome_label(error)).inc()
         return Redirect(connect_sessions.return_to(record.return_url, status="error", error=error))
 
     manifest = ctx.catalog.get(connector)
@@ -176,7 +176,7 @@ async def complete(
         # the claim stays (the link is used up): the write may have landed, a second must not
         return fail("reconnect_failed")
     await connect_sessions.finish(ctx, claim)
-    metrics.CONNECT_CALLBACKS.inc(connector, "connected")
+    metrics.CONNECT_CALLBACKS.labels(connector, "connected").inc()
     return Redirect(
         connect_sessions.return_to(
             record.return_url, status="connected", connection_id=connection.id

@@ -191,7 +191,7 @@ class EventWorker:
         updated = record.model_copy(update={"delivery": delivery})
         ttl = max(1.0, record.expires_at - now)
         await records.save_ttl(self.ctx.store, keys.event(record.event.id), updated, ttl)
-        metrics.EVENT_DELIVERIES.inc("delivered" if error is None else "failed")
+        metrics.EVENT_DELIVERIES.labels("delivered" if error is None else "failed").inc()
         if error is None:
             self.delivered += 1
             await self._pop(queue_key, record.event.id)

@@ -199,5 +199,5 @@ def _outcome(exc: oauth.OAuthError) -> str:
 
 
 def _count_refresh(connector: str, outcome: str, started: float) -> None:
-    metrics.TOKEN_REFRESHES.inc(connector, outcome)
-    metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
+    metrics.TOKEN_REFRESHES.labels(connector, outcome).inc()
+    metrics.TOKEN_REFRESH_DURATION.labels(connector).observe(time.perf_counter() - started)

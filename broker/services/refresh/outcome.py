@@ -33,7 +33,7 @@ log = logging.getLogger("broker.refresh")
 
 
 def dropped(connector: str, reason: str, connection_id: str) -> None:
-    metrics.TOKEN_REFRESHES_DROPPED.inc(connector, reason)
+    metrics.TOKEN_REFRESHES_DROPPED.labels(connector, reason).inc()
     log.warning("refresh of %s dropped, not written: %s", connection_id, reason)
 
 
