@@ -19,6 +19,7 @@ from broker import metrics, oauth
 from broker.errors import BrokerError, LockLost, RefreshTimeout
 from broker.services import provider
 from broker.services.context import Context
+from broker.services.provider_metrics import TOKEN_ERRORS
 from broker.services.records import Connection, StoredToken, load_connection
 from broker.services.refresh.lock import HeldLock, holding
 from broker.services.refresh.outcome import (
@@ -185,17 +186,10 @@ def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken 
     return forced_recently(conn, now, ctx.settings.forced_refresh_interval)
 
 
-# RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
-_TOKEN_ERRORS = frozenset(
-    {"invalid_request", "invalid_client", "unauthorized_client", "unsupported_grant_type"}
-    | {"invalid_scope", "server_error", "temporarily_unavailable"}
-)
-
-
 def _outcome(exc: oauth.OAuthError) -> str:
     if exc.transient:
         return "transient"
-    return exc.error if exc.error in _TOKEN_ERRORS else "error"
+    return exc.error if exc.error in TOKEN_ERRORS else "error"
 
 
 def _count_refresh(connector: str, outcome: str, started: float) -> None:
