@@ -16,12 +16,12 @@ import random
 import time
 
 from broker import metrics, oauth
-from broker.errors import BrokerError, LockLost, RefreshTimeout
+from broker.errors import BrokerError, LockLost, NeedsReauth, RefreshTimeout
 from broker.services import provider
 from broker.services.context import Context
 from broker.services.provider_metrics import TOKEN_ERRORS
 from broker.services.records import Connection, StoredToken, load_connection
-from broker.services.refresh.lock import HeldLock, holding
+from broker.services.refresh.lock import HeldLock, LockWait, holding
 from broker.services.refresh.outcome import (
     dropped,
     needs_reauth,
@@ -71,8 +71,9 @@ async def ensure_fresh(
     # costs one lock attempt and one poller per replica, not one per caller.
     shared = ctx.refreshes.joined(connection_id)
     if shared is None:
+        wait = LockWait(conn.connector)
         work = _across_replicas(
-            ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
+            ctx, connection_id, version, wait, min_ttl=min_ttl, force=force, started=started
         )
         shared = ctx.refreshes.start(connection_id, work, forced=force)
     return await shared
@@ -88,18 +89,49 @@ def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToke
 
 
 async def _across_replicas(
-    ctx: Context, connection_id: str, version: int, *, min_ttl: float, force: bool, started: float
+    ctx: Context,
+    connection_id: str,
+    version: int,
+    wait: LockWait,
+    *,
+    min_ttl: float,
+    force: bool,
+    started: float,
+) -> StoredToken:
+    try:
+        return await _take_or_wait(
+            ctx, connection_id, version, wait, min_ttl=min_ttl, force=force, started=started
+        )
+    except NeedsReauth:
+        wait.end("failed")  # the holder found the grant dead
+        raise
+    except Exception:
+        wait.end("error")
+        raise
+
+
+async def _take_or_wait(
+    ctx: Context,
+    connection_id: str,
+    version: int,
+    wait: LockWait,
+    *,
+    min_ttl: float,
+    force: bool,
+    started: float,
 ) -> StoredToken:
     key = keys.connection(connection_id)
     while True:
         try:
             async with holding(ctx, connection_id) as held:
                 if held is not None:
+                    wait.end("acquired")
                     return await refresh_locked(
                         ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
                     )
         except LockLost:
             pass  # whoever holds the lock now writes its own result: wait for it like anyone
+        wait.begin()
         # another replica holds the lock: wait for its write, woken by the change feed where
         # the store has one, else at the next poll
         await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
@@ -111,10 +143,13 @@ async def _across_replicas(
             if conn.token is not None and serves(
                 conn.token, force=force, since=started, min_ttl=min_ttl, now=now
             ):
+                wait.end("served")
                 return conn.token
             if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
+                wait.end("failed")
                 return old_or_fail(conn, now)
         if now - started > WAIT_DEADLINE:
+            wait.end("timeout")
             raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
 
 
