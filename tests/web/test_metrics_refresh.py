@@ -21,6 +21,7 @@ from tests.helpers import admin, broker_client, metric
 
 CONNECTOR = "cc-metrics"
 CLIENT_SECRET = "cs_CANARY_metrics_refresh_1b2c3d4e5f"
+DESCRIPTION_CANARY = "grant gone CANARY_description_0f1e2d"
 
 Client = TestClient[Any, Any]
 
@@ -37,7 +38,8 @@ class TokenEndpoint:
     async def token(self, request: web.Request) -> web.Response:
         await request.read()
         if self.dead:
-            return web.json_response({"error": "invalid_grant"}, status=400)
+            dead = {"error": "invalid_grant", "error_description": DESCRIPTION_CANARY}
+            return web.json_response(dead, status=400)
         self.issued.append("at_CANARY_" + secrets.token_hex(16))
         return web.json_response(
             {"access_token": self.issued[-1], "token_type": "Bearer", "expires_in": 3600}
@@ -165,3 +167,6 @@ async def test_a_dead_grant_is_counted_as_needs_reauth(
         ),
     )
     assert after == (before[0] + 1, before[1] + 1)
+    text = await (await client.get("/metrics")).text()
+    for value in (DESCRIPTION_CANARY, "CANARY", CLIENT_SECRET, runtime):
+        assert value not in text

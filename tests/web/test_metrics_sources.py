@@ -1,5 +1,5 @@
-"""What a running broker counts besides its requests, read back through GET /metrics as
-Prometheus parses it: store calls, and the canary values of a whole run appearing nowhere."""
+"""The app's store calls, timed per backend and operation, read back through GET /metrics as
+Prometheus parses it (the wrapper itself: tests/store/test_measured_store.py)."""
 
 from __future__ import annotations
 
