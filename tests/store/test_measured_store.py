@@ -37,9 +37,8 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "sqlite":
         store = await SqliteStore.open(str(tmp_path / "measured.db"))
     else:
-        store = await RedisStore.open(
-            "redis://127.0.0.1:6379/0", namespace=f"test-{uuid.uuid4().hex}"
-        )
+        server: RedisServer = request.getfixturevalue("server")  # its own, gone afterwards
+        store = await RedisStore.open(server.url, namespace="measured")
     try:
         yield store
     finally:
