@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker import metrics, oauth
 from broker.manifest import OAuthConfig
@@ -18,7 +18,7 @@ from broker.services.provider import obtain_token
 from broker.services.provider_metrics import error_label
 from broker.web.state import CONTEXT
 from tests.e2e.harness import free_port
-from tests.helpers import metric
+from tests.helpers import metric, served
 
 CONNECTOR = "probe"
 TOKEN_CANARY = "at_CANARY_provider_metrics_9d5ed678fe57bcca"
@@ -45,12 +45,8 @@ async def token_url() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_post("/token", token)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield str(server.make_url("/token"))
-    finally:
-        await server.close()
+    async with served(app) as base:
+        yield f"{base}/token"
 
 
 async def call(client: TestClient[Any, Any], url: str) -> None:

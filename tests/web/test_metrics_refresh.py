@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from broker.config import Settings
 from broker.store import keys
 from broker.web.state import CONTEXT
 from tests.e2e.harness import write_connectors
-from tests.helpers import admin, broker_client, metric
+from tests.helpers import admin, broker_client, metric, served
 
 CONNECTOR = "cc-metrics"
+DEAD = "invalid_grant"
 CLIENT_SECRET = "cs_CANARY_metrics_refresh_1b2c3d4e5f"
 DESCRIPTION_CANARY = "grant gone CANARY_description_0f1e2d"
 
@@ -49,12 +50,8 @@ class TokenEndpoint:
 @pytest.fixture
 async def endpoint() -> AsyncIterator[tuple[TokenEndpoint, str]]:
     provider = TokenEndpoint()
-    server = TestServer(provider.app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield provider, str(server.make_url("/token"))
-    finally:
-        await server.close()
+    async with served(provider.app) as base:
+        yield provider, f"{base}/token"
 
 
 @pytest.fixture
@@ -141,32 +138,29 @@ async def test_a_wait_on_another_holder_of_the_lock_is_timed(client: Client) -> 
     assert waited > 0
 
 
+def reauth_counts() -> tuple[float, float]:
+    """needs_reauth for a dead grant, and the provider error that told it."""
+    return (
+        metric(
+            "broker_connections_needs_reauth_total", connector=CONNECTOR, reason="invalid_grant"
+        ),
+        metric(
+            "broker_provider_errors_total",
+            connector=CONNECTOR,
+            call="client_credentials",
+            error=DEAD,
+        ),
+    )
+
+
 async def test_a_dead_grant_is_counted_as_needs_reauth(
     client: Client, endpoint: tuple[TokenEndpoint, str]
 ) -> None:
     _, runtime = await connect(client)
-    labels = {"connector": CONNECTOR}
-    before = (
-        metric("broker_connections_needs_reauth_total", **labels, reason="invalid_grant"),
-        metric(
-            "broker_provider_errors_total",
-            **labels,
-            call="client_credentials",
-            error="invalid_grant",
-        ),
-    )
+    before = reauth_counts()
     endpoint[0].dead = True
     assert await force_refresh(client, runtime) == 409
-    after = (
-        metric("broker_connections_needs_reauth_total", **labels, reason="invalid_grant"),
-        metric(
-            "broker_provider_errors_total",
-            **labels,
-            call="client_credentials",
-            error="invalid_grant",
-        ),
-    )
-    assert after == (before[0] + 1, before[1] + 1)
+    assert reauth_counts() == (before[0] + 1, before[1] + 1)
     text = await (await client.get("/metrics")).text()
     for value in (DESCRIPTION_CANARY, "CANARY", CLIENT_SECRET, runtime):
         assert value not in text

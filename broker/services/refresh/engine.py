@@ -98,59 +98,44 @@ async def _across_replicas(
     force: bool,
     started: float,
 ) -> StoredToken:
+    key = keys.connection(connection_id)
     try:
-        return await _take_or_wait(
-            ctx, connection_id, version, wait, min_ttl=min_ttl, force=force, started=started
-        )
+        while True:
+            try:
+                async with holding(ctx, connection_id) as held:
+                    if held is not None:
+                        wait.end("acquired")
+                        return await refresh_locked(
+                            ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
+                        )
+            except LockLost:
+                pass  # whoever holds the lock now writes its own result: wait for it like anyone
+            wait.begin()
+            # another replica holds the lock: wait for its write, woken by the change feed
+            # where the store has one, else at the next poll
+            await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
+            conn, latest = await load_connection(ctx.store, connection_id)
+            now = ctx.clock()
+            if latest != version:
+                version = latest
+                check_usable(conn)
+                if conn.token is not None and serves(
+                    conn.token, force=force, since=started, min_ttl=min_ttl, now=now
+                ):
+                    wait.end("served")
+                    return conn.token
+                if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
+                    wait.end("failed")
+                    return old_or_fail(conn, now)
+            if now - started > WAIT_DEADLINE:
+                wait.end("timeout")
+                raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
     except NeedsReauth:
         wait.end("failed")  # the holder found the grant dead
         raise
     except Exception:
-        wait.end("error")
+        wait.end("error")  # a no-op when the wait had ended already
         raise
-
-
-async def _take_or_wait(
-    ctx: Context,
-    connection_id: str,
-    version: int,
-    wait: LockWait,
-    *,
-    min_ttl: float,
-    force: bool,
-    started: float,
-) -> StoredToken:
-    key = keys.connection(connection_id)
-    while True:
-        try:
-            async with holding(ctx, connection_id) as held:
-                if held is not None:
-                    wait.end("acquired")
-                    return await refresh_locked(
-                        ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
-                    )
-        except LockLost:
-            pass  # whoever holds the lock now writes its own result: wait for it like anyone
-        wait.begin()
-        # another replica holds the lock: wait for its write, woken by the change feed where
-        # the store has one, else at the next poll
-        await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
-        conn, latest = await load_connection(ctx.store, connection_id)
-        now = ctx.clock()
-        if latest != version:
-            version = latest
-            check_usable(conn)
-            if conn.token is not None and serves(
-                conn.token, force=force, since=started, min_ttl=min_ttl, now=now
-            ):
-                wait.end("served")
-                return conn.token
-            if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
-                wait.end("failed")
-                return old_or_fail(conn, now)
-        if now - started > WAIT_DEADLINE:
-            wait.end("timeout")
-            raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
 
 
 async def refresh_locked(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 import broker.services.events.outbox as event_outbox
 from broker.config import Settings
@@ -22,7 +22,7 @@ from broker.services.context import Context
 from broker.services.events import EventWorker
 from broker.store import keys
 from broker.web.state import CONTEXT
-from tests.helpers import admin, broker_client, metric
+from tests.helpers import admin, broker_client, metric, served
 
 SECRET = "whsec_" + base64.b64encode(b"metrics events signing key, 32 b").decode()
 AHEAD = 20.0
@@ -38,12 +38,8 @@ async def receiver() -> AsyncIterator[tuple[list[bytes], str]]:
 
     app = web.Application()
     app.router.add_post("/hooks", hooks)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield received, str(server.make_url("/hooks"))
-    finally:
-        await server.close()
+    async with served(app) as base:
+        yield received, f"{base}/hooks"
 
 
 @pytest.fixture
