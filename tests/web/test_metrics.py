@@ -8,7 +8,9 @@ from string import ascii_lowercase
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import metrics
@@ -198,3 +200,26 @@ async def test_provider_error_values_do_not_make_new_series(client: Client) -> N
     new = {k: v - callbacks(before).get(k, 0) for k, v in callbacks(after).items()}
     assert {k: v for k, v in new.items() if v} == {"other": 200, "access_denied": 1}
     assert "made_up_" not in text
+
+
+def test_the_request_series_as_prometheus_reads_them() -> None:
+    """The request series are kept by hand (the hot path) and written by prometheus-client:
+    cumulative buckets, `le` inclusive, per route across methods and statuses."""
+    http = metrics.RequestMetrics(buckets=(0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 3.0):
+        http.observe("GET", "/a", 200, seconds)
+    http.observe("POST", "/a", 201, 0.2)
+    registry = CollectorRegistry()
+    registry.register(http)
+    parsed = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    counted = {
+        (s.labels["method"], s.labels["status"]): s.value
+        for s in parsed["broker_http_requests"].samples
+    }
+    assert counted == {("GET", "200"): 4, ("POST", "201"): 1}
+    samples = parsed["broker_http_request_duration_seconds"].samples
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
+    assert buckets == {"0.1": 2, "1.0": 4, "+Inf": 5}
+    totals = {s.name: s.value for s in samples if not s.name.endswith("_bucket")}
+    assert totals["broker_http_request_duration_seconds_count"] == 5
+    assert totals["broker_http_request_duration_seconds_sum"] == pytest.approx(3.85)
