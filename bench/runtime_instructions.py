@@ -28,31 +28,12 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
-from common import ADMIN, call, free_port, wait_http
+from common import ADMIN, call, client_credentials_manifest, free_port, wait_http
 from runtime_api import token_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONNECTIONS = 8
 KINDS = (("secret read", "secrets/api_key"), ("access-token read", "oauth/access-token"))
-
-
-def manifest(token_port: int) -> dict[str, object]:
-    return {
-        "key": "bench-cc",
-        "name": "bench",
-        "provider": "bench",
-        "kind": "source",
-        "version": "1.0.0",
-        "connection": {
-            "settingsSchema": {"type": "object", "properties": {}},
-            "oauth": {
-                "type": "client_credentials",
-                "tokenUrlTemplate": f"http://127.0.0.1:{token_port}/token",
-                "scopes": ["read"],
-                "client": {"credentialKey": "bench_cc"},
-            },
-        },
-    }
 
 
 def setup(base: str) -> tuple[str, str]:
@@ -98,8 +79,10 @@ async def one_run(root: Path, count: int, tmp: Path) -> dict[str, float]:
         ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
     )
+    token_url = f"http://127.0.0.1:{token_port}/token"
     (tmp / "connectors" / "bench-cc").mkdir(parents=True, exist_ok=True)
-    (tmp / "connectors" / "bench-cc" / "manifest.json").write_text(json.dumps(manifest(token_port)))
+    cc = client_credentials_manifest("bench-cc", token_url, "bench_cc")
+    (tmp / "connectors" / "bench-cc" / "manifest.json").write_text(json.dumps(cc))
     keyring = tmp / "keyring.json"
     keyring.unlink(missing_ok=True)
     subprocess.run(
