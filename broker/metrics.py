@@ -59,7 +59,7 @@ class RequestMetrics:
 
     Recording runs on every runtime read: one dict lookup, a bisect and two additions. The
     library's own Counter and Histogram (a labelled child each, with their locks and checks)
-    cost about 12,000 instructions more per request, 2-4 % of a runtime read, beyond the
+    cost about 12,000 instructions more per request, 3-6 % of a runtime read, beyond the
     run-to-run spread (docs/benchmarks.md, "prometheus-client on the runtime read")."""
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
