@@ -38,3 +38,24 @@ def call(method: str, url: str, body: dict[str, Any] | None = None) -> Any:
     )
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def client_credentials_manifest(key: str, token_url: str, credential_key: str) -> dict[str, Any]:
+    """A connector whose app token the broker fetches itself (no browser): the benches'
+    OAuth connections."""
+    return {
+        "key": key,
+        "name": key,
+        "provider": "bench",
+        "kind": "source",
+        "version": "1.0.0",
+        "connection": {
+            "settingsSchema": {"type": "object", "properties": {}},
+            "oauth": {
+                "type": "client_credentials",
+                "tokenUrlTemplate": token_url,
+                "scopes": ["read"],
+                "client": {"credentialKey": credential_key},
+            },
+        },
+    }

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import ADMIN, call, free_port, wait_http
+from common import ADMIN, call, client_credentials_manifest, free_port, wait_http
 from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,25 +140,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def manifest(key: str, token_url: str, credential_key: str) -> dict[str, Any]:
-    return {
-        "key": key,
-        "name": key,
-        "provider": "bench",
-        "kind": "source",
-        "version": "1.0.0",
-        "connection": {
-            "settingsSchema": {"type": "object", "properties": {}},
-            "oauth": {
-                "type": "client_credentials",
-                "tokenUrlTemplate": token_url,
-                "scopes": ["read"],
-                "client": {"credentialKey": credential_key},
-            },
-        },
-    }
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -228,7 +209,11 @@ class Bench:
         for key, kind in (("bench-slow", "slow"), ("bench-fast", "fast")):
             (self.tmp / "connectors" / key).mkdir(parents=True)
             (self.tmp / "connectors" / key / "manifest.json").write_text(
-                json.dumps(manifest(key, f"{self.provider}/{kind}/token", f"bench_{kind}"))
+                json.dumps(
+                    client_credentials_manifest(
+                        key, f"{self.provider}/{kind}/token", f"bench_{kind}"
+                    )
+                )
             )
         keyring = self.tmp / "keyring.json"
         subprocess.run(

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
-from common import ADMIN, call, free_port, wait_http
+from common import ADMIN, call, client_credentials_manifest, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,25 +142,9 @@ async def run(duration: int, connections: int, pin: bool) -> None:
             )
         )
         (tmp / "connectors" / "bench-cc").mkdir(parents=True)
+        token_url = f"http://127.0.0.1:{token_port}/token"
         (tmp / "connectors" / "bench-cc" / "manifest.json").write_text(
-            json.dumps(
-                {
-                    "key": "bench-cc",
-                    "name": "bench",
-                    "provider": "bench",
-                    "kind": "source",
-                    "version": "1.0.0",
-                    "connection": {
-                        "settingsSchema": {"type": "object", "properties": {}},
-                        "oauth": {
-                            "type": "client_credentials",
-                            "tokenUrlTemplate": f"http://127.0.0.1:{token_port}/token",
-                            "scopes": ["read"],
-                            "client": {"credentialKey": "bench_cc"},
-                        },
-                    },
-                }
-            )
+            json.dumps(client_credentials_manifest("bench-cc", token_url, "bench_cc"))
         )
         subprocess.run(
             [

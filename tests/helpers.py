@@ -78,13 +78,16 @@ async def send_in_pieces(
     return resp
 
 
+def metric(name: str, **labels: str) -> float:
+    """A sample of this process's metrics as GET /metrics shows it (0 if absent): `name` is
+    the sample's, e.g. `broker_token_refreshes_total` or `..._seconds_count`."""
+    found = metrics.REGISTRY.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
 def background_errors(loop: str) -> float:
     """`broker_background_errors_total{loop=...}` as GET /metrics shows it (0 if absent)."""
-    prefix = f'broker_background_errors_total{{loop="{loop}"}} '
-    for line in metrics.render().splitlines():
-        if line.startswith(prefix):
-            return float(line.removeprefix(prefix))
-    return 0.0
+    return metric("broker_background_errors_total", loop=loop)
 
 
 @contextmanager

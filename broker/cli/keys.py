@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from broker import metrics
 from broker.config import load_settings
 from broker.crypto import Keyring, save_keyring
 from broker.errors import ConfigError
@@ -62,6 +63,13 @@ def add_keys_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         metavar="SECONDS",
         help="seconds between progress lines (default 0.2 on a terminal, else 2)",
+    )
+    rewrap_cmd.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the progress to FILE as Prometheus text, replaced atomically at every "
+        "report (for node_exporter's textfile collector)",
     )
     rewrap_cmd.set_defaults(run=_rewrap)
 
@@ -148,7 +156,7 @@ def _rewrap(args: argparse.Namespace) -> int:
     keyring = Keyring.load(_keyring_file(args))
     interactive = sys.stderr.isatty()
     every = args.progress_every or (0.2 if interactive else 2.0)
-    show = _progress_line(interactive)
+    show = _progress_line(interactive, args.metrics_file)
 
     async def run(store: SealedStore) -> RewrapSummary | None:
         print("rewrap: counting records...", file=sys.stderr, flush=True)
@@ -183,6 +191,9 @@ def _rewrap(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if args.metrics_file is not None:
+            metrics.write_rewrap(str(args.metrics_file))  # as it ended: not running
     if interactive:
         print(file=sys.stderr)
     if summary is None:
@@ -209,8 +220,10 @@ async def _announce(store: SealedStore, summary: RewrapSummary) -> None:
     )
 
 
-def _progress_line(interactive: bool) -> ProgressCallback:
+def _progress_line(interactive: bool, metrics_file: Path | None) -> ProgressCallback:
     def show(p: Progress) -> None:
+        if metrics_file is not None:
+            metrics.write_rewrap(str(metrics_file))
         percent = p.done * 100 // p.total if p.total else 100
         eta = "-" if p.eta is None else f"{p.eta:.0f}s"
         line = (

@@ -9,6 +9,9 @@ Sending has hard limits: bounded time, no redirects (a token endpoint that redir
 misconfigured or hostile, and following would resend client credentials), a capped body read
 to its end, and every network failure turned into `TransientProviderError`, so callers back
 off instead of marking a grant dead.
+
+Every call to a token or revocation endpoint is timed and its failure counted here, per
+connector and call (`provider_metrics.observed`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from broker.oauth import (
 )
 from broker.services import oauth_apps
 from broker.services.context import Context
+from broker.services.provider_metrics import Call, observed
 from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
 
 MAX_SECONDS = 10.0
@@ -100,6 +104,8 @@ async def obtain_token(
     request: TokenRequest,
     config: OAuthConfig,
     *,
+    connector: str,
+    call: Call,
     requested_scopes: Sequence[str],
     previous_refresh_token: str | None = None,
     redact: Sequence[str] = (),
@@ -107,19 +113,20 @@ async def obtain_token(
 ) -> StoredToken:
     """Send a token request (code exchange, refresh, client credentials) and parse the answer
     with the manifest's provider quirks; `redact` values never appear in an error."""
-    answer = await send(ctx, request, seconds)
-    tokens = parse_token_response(
-        answer.status,
-        answer.content_type,
-        answer.body,
-        sent_at=answer.sent_at,
-        default_expires_in=config.default_expires_in,
-        previous_refresh_token=previous_refresh_token,
-        requested_scopes=requested_scopes,
-        bearer_aliases=config.bearer_token_types,
-        redact=redact,
-        retry_after=answer.retry_after,
-    )
+    with observed(connector, call):
+        answer = await send(ctx, request, seconds)
+        tokens = parse_token_response(
+            answer.status,
+            answer.content_type,
+            answer.body,
+            sent_at=answer.sent_at,
+            default_expires_in=config.default_expires_in,
+            previous_refresh_token=previous_refresh_token,
+            requested_scopes=requested_scopes,
+            bearer_aliases=config.bearer_token_types,
+            redact=redact,
+            retry_after=answer.retry_after,
+        )
     return StoredToken.from_token_set(tokens, answer.sent_at)
 
 
@@ -198,7 +205,15 @@ async def exchange_code(
         encoding=config.token_request_encoding,
     )
     redact = [code, *([flow.code_verifier] if flow.code_verifier else [])]
-    return await obtain_token(ctx, request, config, requested_scopes=config.scopes, redact=redact)
+    return await obtain_token(
+        ctx,
+        request,
+        config,
+        connector=manifest.key,
+        call="code_exchange",
+        requested_scopes=config.scopes,
+        redact=redact,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,6 +226,9 @@ class TokenCall:
     spent: str | None
     """The refresh token the request sends (None for client credentials)."""
     scopes: list[str]
+    connector: str
+    kind: Call
+    """`refresh` or `client_credentials`: the call's label in the provider metrics."""
 
 
 async def token_call(
@@ -222,7 +240,9 @@ async def token_call(
         ctx, manifest, config, config.token_url_template, conn.tenant_id, conn.id, conn.settings
     )
     previous = conn.token.refresh_token if conn.token else None
+    call: Call = "refresh"
     if config.type == "client_credentials":
+        call = "client_credentials"
         request = oauth.prepare_client_credentials_request(
             url,
             client=client,
@@ -241,7 +261,7 @@ async def token_call(
             encoding=config.token_request_encoding,
         )
     scopes = conn.token.scopes if conn.token else config.scopes
-    return TokenCall(request, config, previous, scopes)
+    return TokenCall(request, config, previous, scopes, manifest.key, call)
 
 
 async def call_token(ctx: Context, call: TokenCall, *, seconds: float = MAX_SECONDS) -> StoredToken:
@@ -250,6 +270,8 @@ async def call_token(ctx: Context, call: TokenCall, *, seconds: float = MAX_SECO
         ctx,
         call.request,
         call.config,
+        connector=call.connector,
+        call=call.kind,
         previous_refresh_token=call.spent,
         requested_scopes=call.scopes,
         redact=[call.spent] if call.spent else [],
@@ -295,8 +317,9 @@ async def revoke(ctx: Context, connection: Connection) -> dict[str, Any]:
             token=token.refresh_token or token.access_token,
             token_type_hint=hint,
         )
-        answer = await send(ctx, request)
-        oauth.parse_revocation_response(answer.status, answer.content_type, answer.body)
+        with observed(manifest.key, "revocation"):
+            answer = await send(ctx, request)
+            oauth.parse_revocation_response(answer.status, answer.content_type, answer.body)
     except BrokerError as exc:
         return {"status": "failed", "error": getattr(exc, "error", None) or exc.code}
     return {"status": "revoked", "token_type_hint": hint}

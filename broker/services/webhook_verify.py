@@ -50,7 +50,7 @@ async def verify(
     scheme = manifest.webhooks.auth
 
     def count(outcome: str) -> None:
-        metrics.WEBHOOK_VERIFICATIONS.inc(scheme, "valid" if outcome == "ok" else outcome)
+        metrics.WEBHOOK_VERIFICATIONS.labels(scheme, "valid" if outcome == "ok" else outcome).inc()
 
     with audited(
         ctx.audit,

@@ -25,6 +25,7 @@ from broker.services.refresh import Refresher
 from broker.store import open_store
 from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
+from broker.store.measured import MeasuredStore, backend_name
 from broker.store.sealed import SealedStore
 from broker.web import request_guard
 from broker.web.access_log import UNPARSEABLE_REQUESTS
@@ -133,14 +134,15 @@ def _reload_on_sighup(holder: KeyringFile) -> None:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    store = await open_store(app[SETTINGS].store)
+    backend = await open_store(app[SETTINGS].store)
+    store = MeasuredStore(backend, backend_name(app[SETTINGS].store))
     http = aiohttp.ClientSession(
         # no cookies between providers; redirects are never followed on token endpoints
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=15, connect=5),
     )
     settings = app[SETTINGS]
-    cache = RecordCache(store.get) if isinstance(store, ChangeFeed) else None
+    cache = RecordCache(store.get) if isinstance(backend, ChangeFeed) else None
     sealed = SealedStore(store, app[KEYRING].get, cache)
     audit = AuditLog(sealed, time.time, settings.audit_retention)
     ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
@@ -148,14 +150,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     app[CONTEXT] = ctx
     tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
     if cache is not None:
-        assert isinstance(store, ChangeFeed)
+        assert isinstance(backend, ChangeFeed)
         notifier = ctx.changes
 
         def on_change(key: str | None) -> None:
             cache.on_change(key)
             notifier.notify(key)
 
-        tasks.append(asyncio.create_task(store.watch_changes(on_change), name="changes"))
+        tasks.append(asyncio.create_task(backend.watch_changes(on_change), name="changes"))
     if settings.refresher:
         tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
     if settings.events_worker:

@@ -126,7 +126,7 @@ def route_template(request: web.BaseRequest) -> str:
 
 
 def _count(method: str, route: str, status: int, started: float) -> None:
-    metrics.HTTP.observe(method, route, status, time.perf_counter() - started)
+    metrics.observe_request(method, route, status, time.perf_counter() - started)
 
 
 MAX_BODY_BYTES = 256 * 1024

@@ -19,7 +19,6 @@ from aiohttp.test_utils import TestServer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from broker import metrics
 from broker.config import Settings
 from broker.services import events
 from broker.services.records import LoggedEvent
@@ -28,7 +27,7 @@ from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
 from broker.web.state import CONTEXT
 from tests.e2e.harness import free_port
-from tests.helpers import admin
+from tests.helpers import admin, metric
 from tests.store.redis_servers import RedisServer
 
 SECRET = "whsec_" + base64.b64encode(b"e2e events signing key, 32 bytes").decode()
@@ -161,8 +160,8 @@ async def test_every_event_arrives_in_order_through_failures_an_outage_and_a_res
     )
     broker = Broker(settings, free_port())
     receiver.fail_next = 3
-    delivered = metrics.EVENT_DELIVERIES.get("delivered")
-    failed = metrics.EVENT_DELIVERIES.get("failed")
+    delivered = metric("broker_event_deliveries_total", outcome="delivered")
+    failed = metric("broker_event_deliveries_total", outcome="failed")
     await receiver.start()
     app = await broker.start()
     async with aiohttp.ClientSession(base_url=broker.url) as api:
@@ -171,9 +170,11 @@ async def test_every_event_arrives_in_order_through_failures_an_outage_and_a_res
         await change(api, a, "two")
         await wait_for(lambda: len(receiver.ids()) == 4)
         assert receiver.attempts >= 7  # three 500s were retried
-        assert metrics.EVENT_DELIVERIES.get("failed") >= failed + 3
+        assert metric("broker_event_deliveries_total", outcome="failed") >= failed + 3
         # the receiver has the 4th event a moment before the broker records its 2xx
-        await wait_for(lambda: metrics.EVENT_DELIVERIES.get("delivered") >= delivered + 4)
+        await wait_for(
+            lambda: metric("broker_event_deliveries_total", outcome="delivered") >= delivered + 4
+        )
 
         await receiver.stop()  # the platform is down
         await change(api, a, "three")

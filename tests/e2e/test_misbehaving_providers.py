@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broker import metrics
 from broker.config import Settings
 from broker.runtime import BrokerClient
 from broker.services.records import Connection
@@ -34,7 +33,7 @@ from tests.e2e.harness import (
     start_connect,
     write_connectors,
 )
-from tests.helpers import Framing, admin
+from tests.helpers import Framing, admin, metric
 from tests.peers.oidc import OidcPeer, oidc_peer_fixture
 
 BROKER_PORT = free_port()
@@ -203,7 +202,9 @@ async def test_a_poisoned_connection_does_not_stop_the_refresher_for_the_others(
     app = make_broker(oidc, tmp_path, make_settings, refresher=True)
     async with serve(app, BROKER_PORT):
         await register_apps(api)
-        refused_before = metrics.TOKEN_REFRESHES.get("poisoned", "error")
+        refused_before = metric(
+            "broker_token_refreshes_total", connector="poisoned", outcome="error"
+        )
         poisoned_id, _ = await connected(api, "poisoned")
         # the refresher meets the poisoned answer a second after the connect (TTL 4 s) ...
         await asyncio.wait_for(poison.refused.wait(), 3 * TTL)
@@ -221,5 +222,8 @@ async def test_a_poisoned_connection_does_not_stop_the_refresher_for_the_others(
         view = await (await api.get(f"/v1/connections/{poisoned_id}", headers=admin())).json()
         assert view["status"] == "active"
         assert view["refresh"]["last_error"] == "http_200" and view["refresh"]["failures"] >= 1
-        assert metrics.TOKEN_REFRESHES.get("poisoned", "error") >= refused_before + 1
+        assert (
+            metric("broker_token_refreshes_total", connector="poisoned", outcome="error")
+            >= refused_before + 1
+        )
     assert "[[[" not in caplog.text

@@ -19,7 +19,6 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker import metrics
 from broker.config import Settings
 from broker.oauth.client_auth import basic_authorization_header
 from broker.services.connect import oauth_flow as oauth_connect
@@ -44,7 +43,7 @@ from tests.e2e.harness import (
     to_callback,
     write_connectors,
 )
-from tests.helpers import admin
+from tests.helpers import admin, metric
 from tests.peers.oidc import OidcPeer, oidc_peer_fixture
 
 BROKER_PORT = free_port()
@@ -310,7 +309,7 @@ async def test_connect_stores_a_working_connection(
 ) -> None:
     connect_url = await start_connect(api, BROKER_URL, connector)
     before = time.time()
-    connected = metrics.CONNECT_CALLBACKS.get(connector, "connected")
+    connected = metric("broker_connect_callbacks_total", connector=connector, outcome="connected")
     async with browser() as session:
         callback = await to_callback(session, connect_url, BROKER_URL)
         code = query_of(callback)["code"]
@@ -319,7 +318,10 @@ async def test_connect_stores_a_working_connection(
     assert status == 302
     assert result["status"] == "connected"
     assert result["from"] == "broker"  # the dashboard's own query survives
-    assert metrics.CONNECT_CALLBACKS.get(connector, "connected") == connected + 1
+    assert (
+        metric("broker_connect_callbacks_total", connector=connector, outcome="connected")
+        == connected + 1
+    )
 
     view = await (await api.get(f"/v1/connections/{result['connection_id']}")).json()
     assert (view["status"], view["connector"], view["tenant_id"]) == (
@@ -408,7 +410,10 @@ async def test_two_tabs_of_one_link_make_one_connection(
     assert gated_token.arrivals == 1
     assert oidc.token_requests("authorization_code") == 1
     assert len(await stored_connections(broker)) == 2  # one record and its tenant index
-    assert metrics.CONNECT_CALLBACKS.get("oidc-gated", "session_in_use") >= 1
+    assert (
+        metric("broker_connect_callbacks_total", connector="oidc-gated", outcome="session_in_use")
+        >= 1
+    )
 
 
 async def test_connect_link_dies_with_its_connection(
@@ -493,7 +498,9 @@ async def test_provider_access_denied(
     broker: web.Application, api: aiohttp.ClientSession, oidc: OidcPeer
 ) -> None:
     connect_url = await start_connect(api, BROKER_URL, "oidc-basic")
-    counted = metrics.CONNECT_CALLBACKS.get("oidc-basic", "access_denied")
+    counted = metric(
+        "broker_connect_callbacks_total", connector="oidc-basic", outcome="access_denied"
+    )
     async with browser() as session:
         callback = await to_callback(session, connect_url, BROKER_URL)
         params = query_of(callback)
@@ -505,7 +512,10 @@ async def test_provider_access_denied(
     assert status == 302
     assert (result["status"], result["error"]) == ("error", "access_denied")
     assert oidc.token_requests("authorization_code") == 0
-    assert metrics.CONNECT_CALLBACKS.get("oidc-basic", "access_denied") == counted + 1
+    assert (
+        metric("broker_connect_callbacks_total", connector="oidc-basic", outcome="access_denied")
+        == counted + 1
+    )
     assert await stored_connections(broker) == []
 
 

@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broker import metrics
 from broker.config import Settings
 from broker.errors import LockLost
 from broker.services import connections, events, refresh
@@ -39,7 +38,7 @@ from tests.e2e.test_refresh import (
     revoke_grant,
     userinfo,
 )
-from tests.helpers import admin
+from tests.helpers import admin, metric
 from tests.peers.oidc import OidcPeer
 
 __all__ = ["api", "oidc", "proxy"]  # fixtures, used by name
@@ -83,13 +82,18 @@ async def test_a_refresh_in_flight_does_not_undo_a_reconnect(
         )
     assert (result["status"], result["connection_id"]) == ("connected", connection_id)
     reconnected = await stored(broker_app, connection_id)
-    superseded = metrics.TOKEN_REFRESHES_DROPPED.get("flaky", "superseded")
+    superseded = metric(
+        "broker_token_refreshes_dropped_total", connector="flaky", reason="superseded"
+    )
     proxy.held.set()
     resp = await refreshing
     assert resp.status == 200
     assert (await resp.json())["access_token"] == reconnected.access_token
     assert await stored(broker_app, connection_id) == reconnected
-    assert metrics.TOKEN_REFRESHES_DROPPED.get("flaky", "superseded") == superseded + 1
+    assert (
+        metric("broker_token_refreshes_dropped_total", connector="flaky", reason="superseded")
+        == superseded + 1
+    )
     assert await userinfo(oidc, reconnected.access_token) == 200
 
 
@@ -139,14 +143,22 @@ async def test_a_refresh_whose_lock_ran_out_leaves_its_answer_to_the_next_holder
     try:
         owner = await other.acquire(lock, 60)
         assert owner is not None
-        lost = metrics.TOKEN_REFRESHES_DROPPED.get("flaky", "lock_lost")
+        lost = metric("broker_token_refreshes_dropped_total", connector="flaky", reason="lock_lost")
         proxy.held.set()
         for _ in range(250):
-            if metrics.TOKEN_REFRESHES_DROPPED.get("flaky", "lock_lost") > lost:
+            if (
+                metric(
+                    "broker_token_refreshes_dropped_total", connector="flaky", reason="lock_lost"
+                )
+                > lost
+            ):
                 break
             await asyncio.sleep(0.02)
         assert await stored(broker_app, connection_id) == before
-        assert metrics.TOKEN_REFRESHES_DROPPED.get("flaky", "lock_lost") == lost + 1
+        assert (
+            metric("broker_token_refreshes_dropped_total", connector="flaky", reason="lock_lost")
+            == lost + 1
+        )
         assert not refreshing.done()  # it waits for the new holder
         await other.release(lock, owner)
     finally:

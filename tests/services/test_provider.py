@@ -23,6 +23,7 @@ from tests.helpers import Framing, send_in_pieces
 ACCESS_CANARY = "at_CANARY_3c59dc048e8850243be8079a5c74d079"
 REFRESH_CANARY = "rt_CANARY_b6d767d2f8ed5d21a44b0e5886680cb9"
 PIECES = 4
+PROBE: dict[str, Any] = {"connector": "slow", "call": "refresh"}
 
 
 class SlowTokenEndpoint:
@@ -96,7 +97,8 @@ async def test_a_token_body_sent_in_pieces_is_read_whole(
     ctx: Context = client.app[CONTEXT]
     slow, url = endpoint
     slow.framing, slow.body = framing, answer()
-    token = await obtain_token(ctx, token_request(grant, url), config_for(url), requested_scopes=[])
+    request, config = token_request(grant, url), config_for(url)
+    token = await obtain_token(ctx, request, config, requested_scopes=[], **PROBE)
     assert slow.requests == 1
     assert (token.access_token, token.refresh_token) == (ACCESS_CANARY, REFRESH_CANARY)
     assert token.scopes == ["read"]
@@ -116,7 +118,7 @@ async def test_a_body_over_the_cap_is_a_clear_error_that_quotes_nothing(
     slow.framing, slow.body = framing, answer(padding="x" * MAX_RESPONSE_BYTES)
     with pytest.raises(oauth.MalformedTokenResponse) as caught:
         await obtain_token(
-            ctx, token_request("refresh_token", url), config_for(url), requested_scopes=[]
+            ctx, token_request("refresh_token", url), config_for(url), requested_scopes=[], **PROBE
         )
     assert "larger than" in str(caught.value) and "KiB" in str(caught.value)
     assert caught.value.provider_status == 200

@@ -7,7 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from broker import metrics
 from broker.crypto import Keyring, save_keyring
 from broker.errors import UnknownKey
 from broker.services.rotation import Progress, rewrap
@@ -46,6 +48,60 @@ async def test_progress_is_reported_per_page_and_once_at_the_end(tmp_path: Path)
         assert quiet == [Progress(1000, 1000, 0, again.elapsed)]
     finally:
         await raw.close()
+
+
+def rewrap_gauge(name: str, **labels: str) -> float:
+    found = metrics.REWRAP_REGISTRY.get_sample_value(name, labels)
+    assert found is not None, name
+    return found
+
+
+async def test_the_rewrap_keeps_its_progress_in_its_metrics(tmp_path: Path) -> None:
+    raw = await open_store(f"sqlite:///{tmp_path / 'broker.db'}")
+    try:
+        await fill(sealed(raw, OLD), 500)
+        await sealed(raw, BOTH).put(keys.connection("conn_fresh"), b"{}")
+        seen: list[tuple[float, float]] = []
+
+        def during(p: Progress) -> None:
+            running = rewrap_gauge("broker_rewrap_running")
+            seen.append((running, rewrap_gauge("broker_rewrap_records", result="scanned")))
+
+        await rewrap(sealed(raw, BOTH), batch=50, total=501, on_progress=during, progress_every=0)
+        scanned = [done for _, done in seen]
+        assert scanned == sorted(scanned) and len(scanned) >= 10  # page by page
+        assert {running for running, _ in seen[:-1]} == {1}
+        assert rewrap_gauge("broker_rewrap_running") == 0
+        assert rewrap_gauge("broker_rewrap_expected_records") == 501
+        results = ("scanned", "rewrapped", "skipped", "vanished", "failed")
+        counts = [rewrap_gauge("broker_rewrap_records", result=r) for r in results]
+        assert counts == [501, 500, 1, 0, 0]
+    finally:
+        await raw.close()
+
+
+async def test_keys_rewrap_writes_its_metrics_file(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'broker.db'}"
+    keyring_file = tmp_path / "keyring.json"
+    save_keyring(keyring_file, BOTH)
+    raw = await open_store(store_url)
+    try:
+        await fill(sealed(raw, OLD), 120)
+    finally:
+        await raw.close()
+    target = tmp_path / "textfile" / "broker_rewrap.prom"
+    target.parent.mkdir()
+    code, _, _ = cli_run(store_url, keyring_file, "rewrap", "--metrics-file", str(target))
+    assert code == 0
+    samples = {
+        (s.name, tuple(s.labels.values())): s.value
+        for family in text_string_to_metric_families(target.read_text())
+        for s in family.samples
+    }
+    assert samples[("broker_rewrap_records", ("rewrapped",))] == 120
+    assert samples[("broker_rewrap_expected_records", ())] == 120
+    assert samples[("broker_rewrap_running", ())] == 0
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary left
 
 
 # --- retire -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker import metrics
@@ -119,26 +120,45 @@ async def test_keyring_and_process_gauges(client: Client) -> None:
     assert samples[("broker_audit_entries_dropped", ())] == 0
 
 
-def test_exposition_format() -> None:
-    counter = metrics.Counter("t_total", "A test counter.", ("name",))
-    counter.inc('quote " backslash \\ newline \n end')
-    counter.inc("plain", amount=2.5)
-    histogram = metrics.Histogram("t_seconds", "A test histogram.", (), buckets=(0.1, 1.0))
-    for value in (0.05, 0.1, 0.5, 3.0):
-        histogram.observe(value)
-    text = "\n".join([*counter.lines(), *histogram.lines()]) + "\n"
-    parsed = {f.name: f for f in text_string_to_metric_families(text)}
-    assert {s.labels["name"]: s.value for s in parsed["t"].samples} == {
-        'quote " backslash \\ newline \n end': 1.0,
-        "plain": 2.5,
-    }
-    buckets = {
-        s.labels["le"]: s.value for s in parsed["t_seconds"].samples if s.name.endswith("_bucket")
-    }
-    assert buckets == {"0.1": 2.0, "1": 3.0, "+Inf": 4.0}  # cumulative, le is inclusive
-    totals = {s.name: s.value for s in parsed["t_seconds"].samples}
-    assert totals["t_seconds_count"] == 4
-    assert totals["t_seconds_sum"] == pytest.approx(3.65)
+# Every family /metrics had before prometheus-client, with its type and label names:
+# dashboards and alerts are written against these, so they must not change.
+EXISTING = {
+    "broker_http_requests": ("counter", {"method", "route", "status"}),
+    "broker_http_request_duration_seconds": ("histogram", {"route"}),
+    "broker_token_refreshes": ("counter", {"connector", "outcome"}),
+    "broker_token_refresh_duration_seconds": ("histogram", {"connector"}),
+    "broker_token_refreshes_dropped": ("counter", {"connector", "reason"}),
+    "broker_connect_callbacks": ("counter", {"connector", "outcome"}),
+    "broker_webhook_verifications": ("counter", {"scheme", "outcome"}),
+    "broker_event_deliveries": ("counter", {"outcome"}),
+    "broker_background_errors": ("counter", {"loop"}),
+    "broker_keyring_keys": ("gauge", {"key_id", "primary"}),
+    "broker_keyring_reload_failing": ("gauge", set()),
+    "broker_token_refreshes_in_flight": ("gauge", set()),
+    "broker_audit_entries_dropped": ("gauge", set()),
+}
+
+
+async def test_the_metric_names_of_before_are_kept(client: Client) -> None:
+    # a series for every labelled family, so each shows its labels
+    metrics.TOKEN_REFRESHES.labels("github", "ok")
+    metrics.TOKEN_REFRESH_DURATION.labels("github")
+    metrics.TOKEN_REFRESHES_DROPPED.labels("github", "lock_lost")
+    metrics.CONNECT_CALLBACKS.labels("github", "connected")
+    metrics.WEBHOOK_VERIFICATIONS.labels("stripe_signature", "valid")
+    metrics.EVENT_DELIVERIES.labels("delivered")
+    metrics.BACKGROUND_ERRORS.labels("refresher")
+    assert (await client.get("/v1/connectors", headers=admin())).status == 200
+    resp = await client.get("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(await resp.text())}
+    for name, (kind, labels) in EXISTING.items():
+        family = families[name]
+        assert family.type == kind, name
+        assert family.samples, name
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, name
+    # no `_created` series: the text had none before, and they double every family
+    assert not any(s.name.endswith("_created") for f in families.values() for s in f.samples)
 
 
 async def test_provider_error_values_do_not_make_new_series(client: Client) -> None:
@@ -185,3 +205,26 @@ async def test_provider_error_values_do_not_make_new_series(client: Client) -> N
     new = {k: v - callbacks(before).get(k, 0) for k, v in callbacks(after).items()}
     assert {k: v for k, v in new.items() if v} == {"other": 200, "access_denied": 1}
     assert "made_up_" not in text
+
+
+def test_the_request_series_as_prometheus_reads_them() -> None:
+    """The request series are kept by hand (the hot path) and written by prometheus-client:
+    cumulative buckets, `le` inclusive, per route across methods and statuses."""
+    http = metrics.RequestMetrics(buckets=(0.1, 1.0))
+    for seconds in (0.05, 0.1, 0.5, 3.0):
+        http.observe("GET", "/a", 200, seconds)
+    http.observe("POST", "/a", 201, 0.2)
+    registry = CollectorRegistry()
+    registry.register(http)
+    parsed = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    counted = {
+        (s.labels["method"], s.labels["status"]): s.value
+        for s in parsed["broker_http_requests"].samples
+    }
+    assert counted == {("GET", "200"): 4, ("POST", "201"): 1}
+    samples = parsed["broker_http_request_duration_seconds"].samples
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
+    assert buckets == {"0.1": 2, "1.0": 4, "+Inf": 5}
+    totals = {s.name: s.value for s in samples if not s.name.endswith("_bucket")}
+    assert totals["broker_http_request_duration_seconds_count"] == 5
+    assert totals["broker_http_request_duration_seconds_sum"] == pytest.approx(3.85)

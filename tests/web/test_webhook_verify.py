@@ -18,10 +18,9 @@ import pytest
 import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
-from broker import metrics
 from broker.config import Settings
 from broker.web.app import create_app
-from tests.helpers import admin
+from tests.helpers import admin, metric
 
 Client = TestClient[Any, Any]
 OLD = "whsec_CANARY_old_4d2f0a9b"
@@ -59,7 +58,10 @@ async def verify(
 async def test_valid_replayed_tampered(client: Client) -> None:
     cid = await stripe_connection(client)
     outcomes = ("valid", "replayed", "invalid_signature", "timestamp_out_of_tolerance")
-    before = {o: metrics.WEBHOOK_VERIFICATIONS.get("stripe_signature", o) for o in outcomes}
+    before = {
+        o: metric("broker_webhook_verifications_total", scheme="stripe_signature", outcome=o)
+        for o in outcomes
+    }
     headers = signed(BODY, OLD)
     status, body = await verify(client, cid, BODY, headers)
     assert (status, body["valid"], body["scheme"]) == (200, True, "stripe_signature")
@@ -80,7 +82,10 @@ async def test_valid_replayed_tampered(client: Client) -> None:
     for text in (str(body),):
         assert OLD not in text
     for outcome, count in before.items():
-        assert metrics.WEBHOOK_VERIFICATIONS.get("stripe_signature", outcome) == count + 1
+        assert (
+            metric("broker_webhook_verifications_total", scheme="stripe_signature", outcome=outcome)
+            == count + 1
+        )
 
 
 async def test_secret_roll_grace(client: Client) -> None:

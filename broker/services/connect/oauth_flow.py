@@ -169,7 +169,7 @@ async def complete(
         raise BadCallback("this browser did not start the flow (missing or wrong cookie)")
 
     def fail(error: str) -> Redirect:
-        metrics.CONNECT_CALLBACKS.inc(connector, outcome_label(error))
+        metrics.CONNECT_CALLBACKS.labels(connector, outcome_label(error)).inc()
         back = connect_sessions.return_to(record.return_url, status="error", error=error)
         return Redirect(back, error=error, show_page=record.show_pages)
 
@@ -208,7 +208,7 @@ async def complete(
         # the claim stays (the link is used up): the write may have landed, a second must not
         return fail("reconnect_failed")
     await connect_sessions.finish(ctx, claim)
-    metrics.CONNECT_CALLBACKS.inc(connector, "connected")
+    metrics.CONNECT_CALLBACKS.labels(connector, "connected").inc()
     return Redirect(
         connect_sessions.return_to(
             record.return_url, status="connected", connection_id=connection.id

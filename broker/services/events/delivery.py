@@ -100,6 +100,9 @@ class EventWorker:
                 queues.append(stream)
             else:
                 left_behind[stream].append(item.key)
+        # the due index is shared: every replica's worker sees the same backlog
+        metrics.EVENT_OUTBOX_DEPTH.set(sum(len(due) for due in left_behind.values()))
+        metrics.EVENT_QUEUES_DUE.set(len(queues))
         jobs = [self._guarded(s, self._recover(s, due)) for s, due in left_behind.items()]
         jobs += [self._guarded(stream, self.deliver(stream)) for stream in queues]
         await asyncio.gather(*jobs)
@@ -191,8 +194,9 @@ class EventWorker:
         updated = record.model_copy(update={"delivery": delivery})
         ttl = max(1.0, record.expires_at - now)
         await records.save_ttl(self.ctx.store, keys.event(record.event.id), updated, ttl)
-        metrics.EVENT_DELIVERIES.inc("delivered" if error is None else "failed")
+        metrics.EVENT_DELIVERIES.labels("delivered" if error is None else "failed").inc()
         if error is None:
+            metrics.EVENT_DELIVERY_LAG.observe(now - record.event.created_at)
             self.delivered += 1
             await self._pop(queue_key, record.event.id)
             return True

@@ -22,6 +22,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from broker import metrics
 from broker.config import Settings
 from broker.services import cas, records
 from broker.services.events.ids import retention_floor
@@ -154,6 +155,7 @@ async def _log(ctx: EventContext, stream: str, event: Event) -> None:
     # that no page lists
     await ctx.store.index_add(keys.EVENT_LOG, event.id, retention)
     await records.save_ttl(ctx.store, key, logged, retention)
+    metrics.EVENT_LOG_LAG.observe(late)
     await ctx.store.index_trim(keys.EVENT_LOG, retention_floor(now, retention))
 
 

@@ -18,13 +18,14 @@ import time
 import broker.services.refresh.crash_points as crash_points
 import broker.services.refresh.journal as journal
 from broker import metrics, oauth
-from broker.errors import BrokerError, LockLost, RefreshTimeout
+from broker.errors import BrokerError, LockLost, NeedsReauth, RefreshTimeout
 from broker.manifest import Manifest
 from broker.services import provider
 from broker.services.context import Context
+from broker.services.provider_metrics import TOKEN_ERRORS
 from broker.services.records import Connection, StoredToken, load_connection
 from broker.services.refresh.journal import Intent
-from broker.services.refresh.lock import HeldLock, holding
+from broker.services.refresh.lock import HeldLock, LockWait, holding
 from broker.services.refresh.outcome import (
     dropped,
     idle_interval,
@@ -79,8 +80,9 @@ async def ensure_fresh(
     # costs one lock attempt and one poller per replica, not one per caller.
     shared = ctx.refreshes.joined(connection_id)
     if shared is None:
+        wait = LockWait(conn.connector)
         work = _across_replicas(
-            ctx, connection_id, version, min_ttl=min_ttl, force=force, started=started
+            ctx, connection_id, version, wait, min_ttl=min_ttl, force=force, started=started
         )
         shared = ctx.refreshes.start(connection_id, work, forced=force)
     return await shared
@@ -96,34 +98,53 @@ def join_unforced(ctx: Context, connection_id: str) -> asyncio.Future[StoredToke
 
 
 async def _across_replicas(
-    ctx: Context, connection_id: str, version: int, *, min_ttl: float, force: bool, started: float
+    ctx: Context,
+    connection_id: str,
+    version: int,
+    wait: LockWait,
+    *,
+    min_ttl: float,
+    force: bool,
+    started: float,
 ) -> StoredToken:
     key = keys.connection(connection_id)
-    while True:
-        try:
-            async with holding(ctx, connection_id) as held:
-                if held is not None:
-                    return await refresh_locked(
-                        ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
-                    )
-        except LockLost:
-            pass  # whoever holds the lock now writes its own result: wait for it like anyone
-        # another replica holds the lock: wait for its write, woken by the change feed where
-        # the store has one, else at the next poll
-        await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
-        conn, latest = await load_connection(ctx.store, connection_id)
-        now = ctx.clock()
-        if latest != version:
-            version = latest
-            check_usable(conn)
-            if conn.token is not None and serves(
-                conn.token, force=force, since=started, min_ttl=min_ttl, now=now
-            ):
-                return conn.token
-            if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
-                return old_or_fail(conn, now)
-        if now - started > WAIT_DEADLINE:
-            raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
+    try:
+        while True:
+            try:
+                async with holding(ctx, connection_id) as held:
+                    if held is not None:
+                        wait.end("acquired")
+                        return await refresh_locked(
+                            ctx, connection_id, held, min_ttl=min_ttl, force=force, since=started
+                        )
+            except LockLost:
+                pass  # whoever holds the lock now writes its own result: wait for it like anyone
+            wait.begin()
+            # another replica holds the lock: wait for its write, woken by the change feed
+            # where the store has one, else at the next poll
+            await ctx.changes.wait(key, random.uniform(*POLL_INTERVAL))
+            conn, latest = await load_connection(ctx.store, connection_id)
+            now = ctx.clock()
+            if latest != version:
+                version = latest
+                check_usable(conn)
+                if conn.token is not None and serves(
+                    conn.token, force=force, since=started, min_ttl=min_ttl, now=now
+                ):
+                    wait.end("served")
+                    return conn.token
+                if conn.refresh.last_error_at is not None and conn.refresh.last_error_at >= started:
+                    wait.end("failed")
+                    return old_or_fail(conn, now)
+            if now - started > WAIT_DEADLINE:
+                wait.end("timeout")
+                raise RefreshTimeout(f"a refresh of {connection_id} is taking too long; retry")
+    except NeedsReauth:
+        wait.end("failed")  # the holder found the grant dead
+        raise
+    except Exception:
+        wait.end("error")  # a no-op when the wait had ended already
+        raise
 
 
 async def refresh_locked(
@@ -264,19 +285,12 @@ def _forced_recently(ctx: Context, conn: Connection, now: float) -> StoredToken 
     return forced_recently(conn, now, ctx.settings.forced_refresh_interval)
 
 
-# RFC 6749 5.2: a provider's own error strings would make unbounded metric labels
-_TOKEN_ERRORS = frozenset(
-    {"invalid_request", "invalid_client", "unauthorized_client", "unsupported_grant_type"}
-    | {"invalid_scope", "server_error", "temporarily_unavailable"}
-)
-
-
 def _outcome(exc: oauth.OAuthError) -> str:
     if exc.transient:
         return "transient"
-    return exc.error if exc.error in _TOKEN_ERRORS else "error"
+    return exc.error if exc.error in TOKEN_ERRORS else "error"
 
 
 def _count_refresh(connector: str, outcome: str, started: float) -> None:
-    metrics.TOKEN_REFRESHES.inc(connector, outcome)
-    metrics.TOKEN_REFRESH_DURATION.observe(time.perf_counter() - started, connector)
+    metrics.TOKEN_REFRESHES.labels(connector, outcome).inc()
+    metrics.TOKEN_REFRESH_DURATION.labels(connector).observe(time.perf_counter() - started)

@@ -7,6 +7,9 @@ replica takes the lock over and spends the same refresh token. Two things keep t
 costing the grant. The provider call gets only what is left of the lock less a share kept
 for the writes (a holder with too little left does not spend the refresh token at all), and
 the token write is fenced (`Store.put_fenced`): it lands only while the lock is still ours.
+
+`LockWait` times what the lock costs those who do not hold it: a refresh that found the
+lock taken waits for the holder's result, or for the lock to be free.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from broker import metrics
 from broker.errors import LockLost
 from broker.services.context import Context
 from broker.services.provider import MAX_SECONDS
@@ -49,6 +53,29 @@ class HeldLock:
             log.warning("refresh not started: %s has too little time left", self.fence.lock)
             raise LockLost(f"{self.fence.lock}: too little of the lock is left to refresh")
         return min(MAX_SECONDS, left)
+
+
+class LockWait:
+    """The time one refresh waits on another holder of the connection's refresh lock, from
+    its first refused attempt until the wait ends; observed once, under how it ended
+    (`broker_refresh_lock_wait_seconds`). A refresh that took the lock at once observes
+    nothing."""
+
+    __slots__ = ("connector", "since")
+
+    def __init__(self, connector: str) -> None:
+        self.connector = connector
+        self.since: float | None = None
+
+    def begin(self) -> None:
+        if self.since is None:
+            self.since = time.perf_counter()
+
+    def end(self, outcome: str) -> None:
+        if self.since is not None:
+            waited = time.perf_counter() - self.since
+            metrics.REFRESH_LOCK_WAIT.labels(self.connector, outcome).observe(waited)
+            self.since = None
 
 
 @asynccontextmanager

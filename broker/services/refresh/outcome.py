@@ -34,8 +34,12 @@ from broker.store import keys
 log = logging.getLogger("broker.refresh")
 
 
+_REAUTH_LABELS = {"invalid_grant": "invalid_grant", "no refresh token": "no_refresh_token"}
+"""`needs_reauth`'s reasons (also the connection's `last_error`) as metric labels."""
+
+
 def dropped(connector: str, reason: str, connection_id: str) -> None:
-    metrics.TOKEN_REFRESHES_DROPPED.inc(connector, reason)
+    metrics.TOKEN_REFRESHES_DROPPED.labels(connector, reason).inc()
     log.warning("refresh of %s dropped, not written: %s", connection_id, reason)
 
 
@@ -168,6 +172,7 @@ async def needs_reauth(
     if not written:
         return old_or_fail(conn, ctx.clock())
     await ctx.store.unschedule(keys.connection(spent.id))
+    metrics.NEEDS_REAUTH.labels(conn.connector, _REAUTH_LABELS.get(reason, "other")).inc()
     ctx.audit.record(
         actor="broker",
         action="connection.needs_reauth",

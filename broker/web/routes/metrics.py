@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from broker import metrics
 from broker.web.openapi.spec import Operations, Reply
@@ -10,6 +13,41 @@ from broker.web.state import CONTEXT, KEYRING
 
 routes = web.RouteTableDef()
 operation = Operations("health")
+
+
+class AppGauges:
+    """What one app holds, read when scraped: two apps in one process each show their own."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        ctx = self.app[CONTEXT]
+        holder = self.app[KEYRING]
+        keyring = holder.current
+        keys = GaugeMetricFamily(
+            "broker_keyring_keys",
+            "Keys in the keyring this process uses (key ids are names, not key material).",
+            labels=("key_id", "primary"),
+        )
+        for key_id in keyring.ids:
+            keys.add_metric((key_id, str(key_id == keyring.primary).lower()), 1.0)
+        yield keys
+        yield GaugeMetricFamily(
+            "broker_keyring_reload_failing",
+            "1 while the keyring file cannot be reloaded (the previous keyring stays in use).",
+            value=1.0 if holder.last_error else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "broker_token_refreshes_in_flight",
+            "Refreshes this process is running or waiting on.",
+            value=float(len(ctx.refreshes)),
+        )
+        yield GaugeMetricFamily(
+            "broker_audit_entries_dropped",
+            "Audit entries dropped since start because the store kept failing.",
+            value=float(ctx.audit.dropped),
+        )
 
 
 @routes.get("/metrics")
@@ -20,35 +58,7 @@ operation = Operations("health")
     store=False,
 )
 async def scrape(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT]
-    keyring = request.app[KEYRING].current
-    app_metrics = (
-        metrics.Gauge(
-            "broker_keyring_keys",
-            "Keys in the keyring this process uses (key ids are names, not key material).",
-            ("key_id", "primary"),
-            [((key_id, str(key_id == keyring.primary).lower()), 1.0) for key_id in keyring.ids],
-        ),
-        metrics.Gauge(
-            "broker_keyring_reload_failing",
-            "1 while the keyring file cannot be reloaded (the previous keyring stays in use).",
-            (),
-            [((), 1.0 if request.app[KEYRING].last_error else 0.0)],
-        ),
-        metrics.Gauge(
-            "broker_token_refreshes_in_flight",
-            "Refreshes this process is running or waiting on.",
-            (),
-            [((), float(len(ctx.refreshes)))],
-        ),
-        metrics.Gauge(
-            "broker_audit_entries_dropped",
-            "Audit entries dropped since start because the store kept failing.",
-            (),
-            [((), float(ctx.audit.dropped))],
-        ),
-    )
     return web.Response(
-        body=metrics.render(app_metrics).encode(),
+        body=metrics.render(AppGauges(request.app)),
         headers={"Content-Type": metrics.CONTENT_TYPE},
     )
