@@ -1,7 +1,6 @@
 """Token endpoint requests (RFC 6749 4.1.3, 4.4.2, 6; the grant's parameters by authlib's
 `prepare_token_request`) and responses (5.1, 5.2). The service sends a `TokenRequest`, notes
-`sent_at` just before, and hands status, Content-Type and body to `parse_token_response`.
-"""
+`sent_at` just before, and hands status, Content-Type and body to `parse_token_response`."""
 
 from __future__ import annotations
 
@@ -262,8 +261,7 @@ def parse_token_response(
     seconds from `sent_at` (a date is counted from the send, so the wait errs long).
 
     Ours: authlib parses a token response only inside its OAuth2Client (`resp.json()` on
-    its own session), with untyped errors and `expires_at` from the receipt, not the send.
-    """
+    its own session), with untyped errors and `expires_at` from the receipt, not the send."""
     redact = [*redact, *([previous_refresh_token] if previous_refresh_token else [])]
     wait = retry_after_seconds(retry_after, sent_at)
     raise_for_status("token", status, content_type, body, redact=redact, retry_after=wait)

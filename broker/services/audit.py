@@ -27,7 +27,7 @@ from typing import Any
 
 from broker import metrics
 from broker.errors import InvalidRequest
-from broker.services.records import time_key
+from broker.services.record_ids import time_key
 from broker.store import keys
 from broker.store.sealed import SealedStore
 

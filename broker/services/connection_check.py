@@ -17,7 +17,7 @@ import aiohttp
 from broker.errors import ConnectionTestFailed, RuntimeUnavailable
 from broker.manifest import Manifest
 from broker.services.context import Context
-from broker.services.provider import read_capped
+from broker.services.provider_send import read_capped
 
 TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 MAX_MESSAGE = 300

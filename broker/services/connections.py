@@ -14,7 +14,7 @@ from typing import Any
 
 from broker.errors import InvalidRequest, RevocationFailed
 from broker.manifest import Manifest, settings_schema
-from broker.services import cas, events, provider, records, refresh
+from broker.services import cas, events, provider, record_ids, records, refresh
 from broker.services.connection_check import test_settings
 from broker.services.context import Context
 from broker.services.records import Connection, TenantIndex
@@ -28,7 +28,7 @@ async def create_direct_connection(
     `client_credentials` one (the broker fetches the app token now, proving the app works).
     Validate, test (testConnection), seal and store; nothing is stored on any failure.
     `connection_id`: the id fixed beforehand (a connect session's, whose page showed it)."""
-    tenant_id = records.check_tenant_id(tenant_id)
+    tenant_id = record_ids.check_tenant_id(tenant_id)
     manifest = connector_of(ctx, connector)
     oauth_config = manifest.oauth
     if oauth_config is not None and oauth_config.type != "client_credentials":
@@ -40,7 +40,7 @@ async def create_direct_connection(
     await test_settings(ctx, manifest, tenant_id, settings, list(secret.values()))
     now = ctx.clock()
     connection = Connection(
-        id=connection_id or records.new_connection_id(),
+        id=connection_id or record_ids.new_connection_id(),
         tenant_id=tenant_id,
         connector=manifest.key,
         settings=public,
@@ -85,7 +85,7 @@ async def get(ctx: Context, connection_id: str, *, cached: bool = False) -> tupl
 
 
 async def list_for_tenant(ctx: Context, tenant_id: Any) -> list[Connection]:
-    tenant_id = records.check_tenant_id(tenant_id)
+    tenant_id = record_ids.check_tenant_id(tenant_id)
     index = await records.load(ctx.store, keys.tenant_connections(tenant_id), TenantIndex)
     if index is None:
         return []

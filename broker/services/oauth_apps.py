@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from broker import oauth
 from broker.errors import InvalidRequest, NotFound
 from broker.manifest import KEY_PATTERN, OAuthConfig
-from broker.services import records
+from broker.services import record_ids, records
 from broker.services.context import Context
 from broker.services.records import OAuthApp
 from broker.store import keys
@@ -58,7 +58,7 @@ async def put(ctx: Context, credential_key: str, body: dict[str, Any]) -> OAuthA
 async def get(ctx: Context, credential_key: str, tenant_id: str | None = None) -> OAuthApp:
     check_credential_key(credential_key)
     if tenant_id is not None:
-        records.check_tenant_id(tenant_id)
+        record_ids.check_tenant_id(tenant_id)
     found = await records.load(ctx.store, keys.oauth_app(credential_key, tenant_id), OAuthApp)
     if found is None:
         where = f" for tenant {tenant_id!r}" if tenant_id else ""

@@ -5,10 +5,7 @@ Each call is assembled the same way here, and nowhere else: resolve the OAuth ap
 tenant's own, else the default), fill the manifest's URL template, authenticate the client
 as the manifest says, prepare the request with `broker.oauth` (sans-I/O), send it.
 
-Sending has hard limits: bounded time, no redirects (a token endpoint that redirects is
-misconfigured or hostile, and following would resend client credentials), a capped body read
-to its end, and every network failure turned into `TransientProviderError`, so callers back
-off instead of marking a grant dead.
+Sending, with its hard limits, is `provider_send`.
 
 Every call to a token or revocation endpoint is timed and its failure counted here, per
 connector and call (`provider_metrics.observed`).
@@ -20,83 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from broker import oauth
 from broker.errors import BrokerError
 from broker.manifest import Manifest, OAuthConfig, fill_template
 from broker.oauth import (
-    MalformedTokenResponse,
     TokenRequest,
-    TransientProviderError,
     parse_token_response,
 )
 from broker.services import oauth_apps
 from broker.services.context import Context
 from broker.services.provider_metrics import Call, observed
+from broker.services.provider_send import MAX_SECONDS, send
 from broker.services.records import Connection, OAuthApp, OAuthState, StoredToken
-
-MAX_SECONDS = 10.0
-MAX_RESPONSE_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class ProviderResponse:
-    status: int
-    content_type: str | None
-    body: bytes
-    sent_at: float
-    """When the request was sent: `expires_at = sent_at + expires_in` (DESIGN 5)."""
-    retry_after: str | None = None
-    """The `Retry-After` header (a 429 or 503 says when to come back)."""
-
-
-async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body, read to its end (chunked, Content-Length or until close), or None as
-    soon as it is known to pass `limit` bytes. `resp.content.read(n)` is not that: it returns
-    what has arrived so far, so an answer sent in several TCP segments was cut short."""
-    if resp.content_length is not None and resp.content_length > limit:
-        return None
-    body = bytearray()
-    async for piece in resp.content.iter_any():
-        body += piece
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
-async def send(
-    ctx: Context, request: TokenRequest, seconds: float = MAX_SECONDS
-) -> ProviderResponse:
-    """`seconds` bounds the whole exchange (at most `MAX_SECONDS`): a refresh passes what
-    its lock has left (`services.refresh.lock`)."""
-    seconds = min(MAX_SECONDS, seconds)
-    timeout = aiohttp.ClientTimeout(total=seconds, connect=min(5.0, seconds))
-    sent_at = ctx.clock()
-    try:
-        async with ctx.http.request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            data=request.body,
-            allow_redirects=False,
-            timeout=timeout,
-        ) as resp:
-            body = await read_capped(resp, MAX_RESPONSE_BYTES)
-            content_type = resp.headers.get("Content-Type")
-            retry_after = resp.headers.get("Retry-After")
-            status = resp.status
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise TransientProviderError(
-            f"the provider could not be reached ({type(exc).__name__})", error="unreachable"
-        ) from None
-    if body is None:
-        raise MalformedTokenResponse(
-            f"the provider answered HTTP {status} with a body larger than "
-            f"{MAX_RESPONSE_BYTES // 1024} KiB",
-            provider_status=status,
-        )
-    return ProviderResponse(status, content_type, body, sent_at, retry_after)
 
 
 async def obtain_token(

@@ -7,14 +7,13 @@ seconds (floats) inside records and ISO-8601 UTC on the wire.
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker.errors import InvalidRequest, NotFound
+from broker.errors import NotFound
 from broker.oauth import TokenSet
+from broker.services.record_ids import is_connection_id
 from broker.store import keys
 from broker.store.base import Fence
 from broker.store.sealed import SealedStore
@@ -24,31 +23,6 @@ ReauthReason = Literal["invalid_grant", "refresh_lost", "revoked_upstream"]
 """Why a connection needs reauthorization: the provider refused the grant, the answer of a
 refresh that spent the refresh token was lost (`services.refresh.journal`), or the provider
 reported the grant revoked."""
-TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-CONNECTION_ID = re.compile(r"conn_[a-z0-9]{20,40}")
-
-
-def time_key(ts: float) -> str:
-    """Unix milliseconds as 13 digits: ids that start with it sort by time, and the key of
-    a moment sorts below every id made after it (retention floors)."""
-    return f"{int(ts * 1000):013d}"
-
-
-def new_connection_id() -> str:
-    # lower-case hex: safe in URLs, Redis hash tags and file names
-    return "conn_" + secrets.token_hex(13)
-
-
-def check_tenant_id(value: Any) -> str:
-    if not isinstance(value, str) or not TENANT_ID.fullmatch(value):
-        raise InvalidRequest(
-            "tenant_id must be 1-128 characters: letters, digits, '.', '_', ':', '-'"
-        )
-    return value
-
-
-def is_connection_id(value: str) -> bool:
-    return CONNECTION_ID.fullmatch(value) is not None
 
 
 class _Record(BaseModel):

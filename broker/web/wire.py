@@ -17,13 +17,8 @@ from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import KEY_PATTERN, AuthMode, Manifest, fill_template
 from broker.manifest.settings_schema import REDACTED
 from broker.services.context import Context
-from broker.services.records import (
-    CONNECTION_ID,
-    TENANT_ID,
-    Connection,
-    ConnectionStatus,
-    ReauthReason,
-)
+from broker.services.record_ids import CONNECTION_ID, TENANT_ID
+from broker.services.records import Connection, ConnectionStatus, ReauthReason
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -16,7 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from broker import oauth
 from broker.manifest import OAuthConfig
 from broker.services.context import Context
-from broker.services.provider import MAX_RESPONSE_BYTES, obtain_token
+from broker.services.provider import obtain_token
+from broker.services.provider_send import MAX_RESPONSE_BYTES
 from broker.web.state import CONTEXT
 from tests.helpers import Framing, send_in_pieces
 

@@ -20,7 +20,7 @@ import broker.services.connect.sessions as connect_sessions
 from broker import metrics, oauth
 from broker.errors import BrokerError, InvalidRequest
 from broker.manifest import Manifest, OAuthConfig, fill_template
-from broker.services import connections, events, provider, records, refresh
+from broker.services import connections, events, provider, record_ids, records, refresh
 from broker.services.context import Context
 from broker.services.records import Connection, OAuthState, StoredToken
 from broker.store import keys
@@ -221,7 +221,7 @@ async def _store(ctx: Context, record: OAuthState, token: StoredToken) -> Connec
     if record.connection_id is None:
         connection = Connection(
             # the session's id (the interstitial may have shown its webhook URL)
-            id=record.new_connection_id or records.new_connection_id(),
+            id=record.new_connection_id or record_ids.new_connection_id(),
             tenant_id=record.tenant_id,
             connector=record.connector,
             settings=record.settings,

@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from broker.config import origin_of
 from broker.errors import Conflict, InvalidRequest, NotFound
 from broker.manifest import Manifest, settings_schema
-from broker.services import connections, oauth_apps, records, settings_versions
+from broker.services import connections, oauth_apps, record_ids, records, settings_versions
 from broker.services.context import Context
 from broker.services.records import ConnectSession
 from broker.store import keys
@@ -37,7 +37,7 @@ def token_hash(token: str) -> str:
 async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSession]:
     """Validate everything now, so the browser never lands on a session that cannot work
     (`body`'s fields are known ones: the route's request model refuses others)."""
-    tenant_id = records.check_tenant_id(body.get("tenant_id"))
+    tenant_id = record_ids.check_tenant_id(body.get("tenant_id"))
     manifest = connections.connector_of(ctx, body.get("connector"))
     return_url = check_return_url(ctx, body.get("return_url"))
     given = body.get("settings", {})
@@ -65,7 +65,7 @@ async def create(ctx: Context, body: dict[str, Any]) -> tuple[str, ConnectSessio
         connector=manifest.key,
         return_url=return_url,
         connection_id=connection_id,
-        new_connection_id=records.new_connection_id() if connection_id is None else None,
+        new_connection_id=record_ids.new_connection_id() if connection_id is None else None,
         settings=settings,
         skip_interstitial=body.get("skip_interstitial", False),
         created_at=now,

@@ -12,7 +12,7 @@ import itertools
 import re
 import secrets
 
-from broker.services import records
+from broker.services import record_ids
 
 EVENT_ID = re.compile(r"evt_[0-9]{13}[0-9a-f]{16}")
 
@@ -41,4 +41,4 @@ def id_time_ms(event_id: str) -> int:
 def retention_floor(now: float, retention: float) -> str:
     """Below every event id still inside the retention, above every one past it (ids are
     `evt_` + 13-digit ms + ...)."""
-    return "evt_" + records.time_key(now - retention)
+    return "evt_" + record_ids.time_key(now - retention)

@@ -25,7 +25,7 @@ from typing import Any
 import broker.services.events.outbox as event_outbox
 from broker.config import Settings
 from broker.errors import BrokerError, Conflict, NotFound
-from broker.services import cas, records
+from broker.services import cas, record_ids, records
 from broker.services.events.ids import id_time_ms, is_event_id, new_event_id, retention_floor
 from broker.services.events.outbox import EventContext
 from broker.services.records import Connection, Event, GlobalEvents, LoggedEvent, Outboxed
@@ -131,7 +131,7 @@ async def update_connection(
             await event_outbox.arm(ctx, connection_id, updated.outbox)
         return updated
 
-    if not records.is_connection_id(connection_id):
+    if not record_ids.is_connection_id(connection_id):
         raise NotFound(f"no connection {connection_id!r}")
     key = keys.connection(connection_id)
     result = await cas.update(ctx.store, key, Connection, apply, contended=contended, fence=fence)

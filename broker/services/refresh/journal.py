@@ -34,7 +34,7 @@ from broker import metrics
 from broker.errors import LockLost, StoreUnavailable, VersionConflict
 from broker.services import records
 from broker.services.context import Context
-from broker.services.provider import MAX_SECONDS
+from broker.services.provider_send import MAX_SECONDS
 from broker.services.records import Connection, RefreshJournal, StoredToken
 from broker.services.refresh.lock import HeldLock
 from broker.store import keys

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from broker import metrics
 from broker.errors import LockLost
 from broker.services.context import Context
-from broker.services.provider import MAX_SECONDS
+from broker.services.provider_send import MAX_SECONDS
 from broker.store import keys
 from broker.store.base import Fence
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from broker.config import origin_of
 from broker.errors import (
     Conflict,
     InvalidRequest,
@@ -13,7 +12,6 @@ from broker.errors import (
     RuntimeUnavailable,
 )
 from broker.logs import note_connection
-from broker.manifest import Manifest
 from broker.services.connect import oauth_flow as oauth_connect
 from broker.services.connect import sessions as connect_sessions
 from broker.services.context import Context
@@ -29,7 +27,8 @@ from broker.web.openapi.spec import (
     redirect,
 )
 from broker.web.pages import with_pages
-from broker.web.settings_form import FormState, failed_form, settings_form, typed_values
+from broker.web.session_form import cancel_url, session_form, setup_section
+from broker.web.settings_form import FormState, failed_form, typed_values
 from broker.web.state import ASSETS, CONTEXT
 from broker.web.wire import (
     RequestBody,
@@ -38,7 +37,6 @@ from broker.web.wire import (
     Time,
     iso,
     read_form,
-    webhook_url_for,
 )
 
 routes = web.RouteTableDef()
@@ -148,7 +146,9 @@ async def open_link(request: web.Request) -> web.StreamResponse:
     note_connection(session.target_id, session.tenant_id)
     manifest = ctx.catalog.get(session.connector)
     if manifest.auth_mode == "api_key":
-        return _form(ctx, assets, token, manifest, session, FormState(values=session.settings))
+        return session_form(
+            ctx, assets, token, manifest, session, FormState(values=session.settings)
+        )
     if session.skip_interstitial:
         return await _to_provider(ctx, token, session)
     preview = oauth_connect.preview(manifest, session)
@@ -159,9 +159,9 @@ async def open_link(request: web.Request) -> web.StreamResponse:
         provider_host=preview.provider_host,
         scopes=preview.scopes,
         action=connect_sessions.connect_path(ctx, token) + "/continue",
-        cancel_url=_cancel_url(session),
+        cancel_url=cancel_url(session),
         reconnecting=session.connection_id,
-        setup=_setup(ctx, manifest, session),
+        setup=setup_section(ctx, manifest, session),
     )
 
 
@@ -267,45 +267,10 @@ async def submit_settings(request: web.Request) -> web.StreamResponse:
             kept=claim.session.settings,
             updating=claim.session.connection_id is not None,
         )
-        return _form(ctx, assets, token, manifest, claim.session, state)
+        return session_form(ctx, assets, token, manifest, claim.session, state)
     await connect_sessions.finish(ctx, claim)
     note_connection(conn.id, conn.tenant_id)
     location = connect_sessions.return_to(
         session.return_url, status="connected", connection_id=conn.id
     )
     raise web.HTTPSeeOther(location)
-
-
-def _form(
-    ctx: Context,
-    assets: Assets,
-    token: str,
-    manifest: Manifest,
-    session: ConnectSession,
-    state: FormState,
-) -> web.Response:
-    state.updating = session.connection_id
-    return settings_form(
-        assets,
-        manifest,
-        state,
-        action=connect_sessions.connect_path(ctx, token),
-        cancel_url=_cancel_url(session),
-        return_origin=origin_of(session.return_url),
-        setup=_setup(ctx, manifest, session),
-    )
-
-
-def _setup(ctx: Context, manifest: Manifest, session: ConnectSession) -> str:
-    """The manifest's setup instructions and the webhook URL of the connection the session
-    makes (its id is fixed: the URL shown is the URL that will work)."""
-    setup = manifest.connection.setup
-    url = None
-    if session.target_id is not None:
-        url = webhook_url_for(ctx, manifest, session.tenant_id, session.target_id, session.settings)
-    return pages.webhook_section(url, setup.instructions if setup else None)
-
-
-def _cancel_url(session: ConnectSession) -> str:
-    # the answer a provider gives when the user declines: dashboards handle it already
-    return connect_sessions.return_to(session.return_url, status="error", error="access_denied")

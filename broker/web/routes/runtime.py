@@ -13,7 +13,8 @@ from broker.crypto.runtime_tokens import RuntimeGrant, create_runtime_token
 from broker.errors import InvalidRequest, RateLimited
 from broker.logs import note_connection
 from broker.services import connections, runtime_access
-from broker.services.records import StoredToken, check_tenant_id
+from broker.services.record_ids import check_tenant_id
+from broker.services.records import StoredToken
 from broker.web.openapi.spec import (
     Operations,
     json_body,

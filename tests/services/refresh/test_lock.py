@@ -8,7 +8,7 @@ import time
 import pytest
 
 from broker.errors import LockLost
-from broker.services.provider import MAX_SECONDS
+from broker.services.provider_send import MAX_SECONDS
 from broker.services.refresh.lock import MIN_PROVIDER_SECONDS, WRITE_SHARE, HeldLock
 from broker.store import keys
 from broker.store.base import Fence
