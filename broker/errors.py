@@ -14,12 +14,14 @@
     │   ├── VersionConflict              409 version_conflict   (CAS lost)
     │   └── NeedsReauth                  409 needs_reauth
     ├── PayloadTooLarge                  413 payload_too_large
+    ├── HeadersTooLarge                  431 headers_too_large  (a request line or header)
     ├── ProviderError                    502 provider_error
     ├── RuntimeUnavailable               502 runtime_unavailable
     ├── RevocationFailed                 502 revocation_failed
     ├── StoreUnavailable                 503 store_unavailable
     ├── RefreshTimeout                   503 refresh_timeout    (waited 10 s for a refresh)
     ├── LockLost                         503 lock_lost          (a fenced write's lock ran out)
+    ├── RequestTimeout                   503 timeout            (no answer within the limit)
     ├── RateLimited                      429 rate_limited       (carries `retry_after`)
     └── CryptoError                      500 crypto_error
         └── UnknownKey                   500 unknown_key        (names the missing key id)
@@ -53,6 +55,15 @@ class BrokerError(Exception):
 class ConfigError(BrokerError):
     code = "invalid_config"
     status = 500
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = [message] if problems is None else problems
+        """One line per problem (`BROKER_PORT: ...`), to be listed with others."""
+        super().__init__(message)
+
+    @classmethod
+    def listing(cls, problems: list[str]) -> ConfigError:
+        return cls("invalid configuration:\n  " + "\n  ".join(problems), problems)
 
 
 class InvalidRequest(BrokerError):
@@ -126,6 +137,11 @@ class PayloadTooLarge(BrokerError):
     status = 413
 
 
+class HeadersTooLarge(BrokerError):
+    code = "headers_too_large"
+    status = 431
+
+
 class ProviderError(BrokerError):
     code = "provider_error"
     status = 502
@@ -156,6 +172,11 @@ class LockLost(BrokerError):
     owner: nothing was written."""
 
     code = "lock_lost"
+    status = 503
+
+
+class RequestTimeout(BrokerError):
+    code = "timeout"
     status = 503
 
 

@@ -216,7 +216,9 @@ EVENT_QUEUES_DUE = Gauge(
     "last poll (at most its batch).",
     registry=REGISTRY,
 )
-BackgroundLoop = Literal["refresher", "event-worker", "audit-flush", "keyring-watch", "changes"]
+BackgroundLoop = Literal[
+    "refresher", "event-worker", "audit-flush", "keyring-watch", "changes", "request-watchdog"
+]
 BACKGROUND_ERRORS = Counter(
     "broker_background_errors_total",
     "Exceptions a background loop caught and survived (each ended one poll or one item), by loop.",

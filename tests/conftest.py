@@ -29,6 +29,10 @@ def make_settings(tmp_path: Path, keyring_file: Path) -> Callable[..., Settings]
             "keyring_file": keyring_file,
             "admin_token": ADMIN_TOKEN,
             "public_url": "http://127.0.0.1:8080",
+            # off unless a test is about them: a suite's requests come from one address
+            "connect_rate_limit": 0,
+            # a test's app is cleaned up by the test, not stopped by an orchestrator
+            "shutdown_grace": 5,
         }
         values.update(overrides)
         return load_settings(**values)

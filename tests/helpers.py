@@ -13,12 +13,13 @@ from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from broker import metrics
 from broker.config import Settings
 from broker.logs import LogFormat, LogLevel, configure_logging
-from broker.web.access_log import AccessLogger
 from broker.web.app import create_app
+from broker.web.server import BrokerRunner
 
 ADMIN_TOKEN = "test-admin-token-" + secrets.token_hex(8)
 
@@ -29,12 +30,20 @@ def admin(token: str = ADMIN_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+class BrokerTestServer(TestServer):
+    """aiohttp's test server, run by the runner `broker serve` runs (`BrokerRunner`: the
+    access logger, header limits, JSON answers to unparseable requests), so assertions on
+    answers and captured logs hold for production too."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return BrokerRunner(self.app, **kwargs)
+
+
 @asynccontextmanager
 async def broker_client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    """The broker app on a real loopback socket, with the access logger `broker serve` runs
-    (assertions on captured logs then hold for production logging too)."""
-    server = TestServer(create_app(settings))
-    await server.start_server(access_log_class=AccessLogger)
+    """The broker app on a real loopback socket, served as `broker serve` serves it."""
+    server = BrokerTestServer(create_app(settings))
+    await server.start_server()
     async with TestClient(server) as client:
         yield client
 

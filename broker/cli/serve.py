@@ -10,8 +10,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from broker.config import Settings, load_settings
+from broker.config import Settings, load_settings, read_settings
 from broker.crypto import Keyring, save_keyring
+from broker.errors import ConfigError
 from broker.logs import configure_logging
 
 DEV_DIR = Path("broker-data")
@@ -36,19 +37,24 @@ def _serve(args: argparse.Namespace) -> int:
     if args.dev:
         overrides["dev"] = True
         overrides.update(_dev_credentials(load_settings(**overrides)))
-    settings = load_settings(**overrides)
-    settings.require_runnable()
-
     # the server (aiohttp's web side and every route) is loaded only by the command that
     # serves, so the operator's other commands start without it
-    from aiohttp import web
-
-    from broker.web.access_log import AccessLogger
     from broker.web.app import create_app
+    from broker.web.server import serve
     from broker.web.state import CATALOG
 
+    settings, problems = read_settings(**overrides)
+    app = None
+    if settings is not None:
+        problems += settings.runnable_problems()
+        try:
+            app = create_app(settings)
+        except ConfigError as exc:
+            named = {p.split(":", 1)[0] for p in problems}
+            problems += [p for p in exc.problems if p.split(":", 1)[0] not in named]
+    if problems or settings is None or app is None:
+        raise ConfigError.listing(problems)
     configure_logging(settings.log_format, settings.log_level)
-    app = create_app(settings)
     logging.getLogger("broker").info(
         "serving %d connectors on http://%s:%d (store %s)",
         len(app[CATALOG]),
@@ -60,15 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
     # it out of the cyclic collector's way, which otherwise rescans it on every full pass.
     gc.collect()
     gc.freeze()
-    web.run_app(
-        app,
-        loop=_event_loop(),
-        host=settings.host,
-        port=settings.port,
-        access_log_class=AccessLogger,
-        print=None,
-        handle_signals=True,
-    )
+    with asyncio.Runner(loop_factory=_event_loop) as runner:
+        runner.run(serve(app, settings.host, settings.port))
     return 0
 
 

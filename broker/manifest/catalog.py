@@ -64,5 +64,8 @@ def load_catalog(dirs: Iterable[Path], *, bundled: bool = True) -> Catalog:
             catalog.manifests[manifest.key] = manifest
             catalog.sources[manifest.key] = path
     if errors:
-        raise ConfigError("invalid connector catalog:\n  " + "\n  ".join(errors))
+        raise ConfigError(
+            "invalid connector catalog:\n  " + "\n  ".join(errors),
+            [f"connector catalog: {error}" for error in errors],
+        )
     return catalog

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from broker.config import Settings
 from broker.manifest import Catalog
 from broker.services.audit import AuditLog
+from broker.services.background import Background, settle
 from broker.services.records import StoredToken
 from broker.services.single_flight import SingleFlight
 from broker.store.cache import ChangeNotifier
@@ -31,3 +34,15 @@ class Context:
     refreshes: SingleFlight[StoredToken] = field(default_factory=SingleFlight)
     """Refreshes under way in this process, one per connection id (`services.refresh`); a
     forced one (a runtime said the token was refused) is not joined by plain reads."""
+    background: Background = field(default_factory=Background)
+    """Work no caller awaits (`services.background`)."""
+
+    async def settle(self, within: float) -> int:
+        """For a shutdown: let the refreshes and background work under way finish, for up
+        to `within` seconds; cancel the rest (a refresh's journal covers a cut one). The
+        number cancelled."""
+
+        def under_way() -> list[asyncio.Future[Any]]:
+            return [*self.refreshes.running(), *self.background.tasks()]
+
+        return await settle(under_way, within, time.monotonic)

@@ -31,6 +31,10 @@ class SingleFlight(Generic[T]):
     def __len__(self) -> int:
         return len(self._running)
 
+    def running(self) -> list[asyncio.Future[T]]:
+        """The tasks under way (unshielded: for a shutdown to wait on, or cancel)."""
+        return [flight.result for flight in self._running.values()]
+
     def joined(self, key: str, *, unforced: bool = False) -> asyncio.Future[T] | None:
         """The result of the task under way for `key`, to await; None when there is none
         (or, with `unforced`, when it was started `forced`). Shielded: a caller that goes

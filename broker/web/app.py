@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,7 @@ from broker.store.sealed import SealedStore
 from broker.web import request_guard
 from broker.web.access_log import UNPARSEABLE_REQUESTS
 from broker.web.assets import load_assets
+from broker.web.deadlines import Deadlines
 from broker.web.routes import (
     assets,
     connect,
@@ -44,9 +46,21 @@ from broker.web.routes import (
     runtime,
     webhooks,
 )
-from broker.web.state import ADMIN_TOKENS, ASSETS, CATALOG, CONTEXT, KEYRING, SETTINGS, STORE
+from broker.web.state import (
+    ADMIN_TOKENS,
+    ASSETS,
+    CATALOG,
+    CONTEXT,
+    DEADLINES,
+    KEYRING,
+    SETTINGS,
+    SHUTDOWN,
+    STORE,
+    Shutdown,
+)
 
 log = logging.getLogger("broker")
+T = TypeVar("T")
 
 
 def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.Application:
@@ -55,18 +69,33 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
     The catalog and keyring are loaded here (not lazily) so a broken manifest or a missing
     key stops the broker before it listens: no keyring, no start.
     """
-    if settings.keyring_file is None:
-        raise ConfigError("BROKER_KEYRING_FILE is not set")
-    app = web.Application(client_max_size=request_guard.MAX_BODY_BYTES)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    problems: list[str] = []
+    _load(app, KEYRING, problems, "BROKER_KEYRING_FILE", lambda: _keyring(settings))
+    _load(
+        app,
+        ADMIN_TOKENS,
+        problems,
+        "BROKER_ADMIN_TOKEN_FILE",
+        lambda: AdminTokens(
+            [t.get_secret_value() for t in settings.admin_token], settings.admin_token_file
+        ),
+    )
+    _load(
+        app,
+        CATALOG,
+        problems,
+        "",
+        lambda: catalog if catalog is not None else load_catalog(settings.connectors_dirs),
+    )
+    _load(app, ASSETS, problems, "", lambda: load_assets(settings))
+    if problems:
+        raise ConfigError.listing(problems)
     # aiohttp's own line for a request it cannot parse quotes the request (once per process)
     logging.getLogger("aiohttp.server").addFilter(UNPARSEABLE_REQUESTS)
-    app[SETTINGS] = settings
-    app[KEYRING] = KeyringFile(settings.keyring_file)
-    app[ADMIN_TOKENS] = AdminTokens(
-        [t.get_secret_value() for t in settings.admin_token], settings.admin_token_file
-    )
-    app[CATALOG] = catalog if catalog is not None else load_catalog(settings.connectors_dirs)
-    app[ASSETS] = load_assets(settings)
+    app[DEADLINES] = Deadlines(settings.request_timeout)
+    app[SHUTDOWN] = Shutdown()
     app.cleanup_ctx.append(_resources)
     for module in (
         health,
@@ -90,6 +119,28 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         name=request_guard.UNMATCHED,
     )
     return app
+
+
+def _keyring(settings: Settings) -> KeyringFile:
+    if settings.keyring_file is None:
+        raise ConfigError("not set")
+    return KeyringFile(settings.keyring_file)
+
+
+def _load(
+    app: web.Application,
+    key: web.AppKey[T],
+    problems: list[str],
+    setting: str,
+    load: Callable[[], T],
+) -> None:
+    """`app[key] = load()`, or its problems added (named after `setting` where they do not
+    name themselves), so one start names everything wrong with the files it reads."""
+    try:
+        app[key] = load()
+    except ConfigError as exc:
+        named = f"{setting}: " if setting else ""
+        problems += [p if p.startswith("BROKER_") else named + p for p in exc.problems]
 
 
 def _handled(route: web.AbstractRouteDef) -> web.RouteDef:
@@ -148,7 +199,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
     app[STORE] = store
     app[CONTEXT] = ctx
-    tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
+    tasks = [
+        asyncio.create_task(audit.run(), name="audit-flush"),
+        asyncio.create_task(app[DEADLINES].run(), name="request-watchdog"),
+    ]
     if cache is not None:
         assert isinstance(backend, ChangeFeed)
         notifier = ctx.changes
@@ -158,22 +212,47 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             notifier.notify(key)
 
         tasks.append(asyncio.create_task(backend.watch_changes(on_change), name="changes"))
+    stop = asyncio.Event()
+    workers = []
     if settings.refresher:
-        tasks.append(asyncio.create_task(Refresher(ctx).run(), name="refresher"))
+        workers.append(asyncio.create_task(Refresher(ctx).run(stop), name="refresher"))
     if settings.events_worker:
         # polls at least as often as the first retry is due (tests shorten both)
         worker = EventWorker(ctx, interval=min(0.5, settings.events_retry_base))
-        tasks.append(asyncio.create_task(worker.run(), name="event-worker"))
+        workers.append(asyncio.create_task(worker.run(stop), name="event-worker"))
     tasks.append(asyncio.create_task(_watch_keyring(app[KEYRING]), name="keyring-watch"))
     _reload_on_sighup(app[KEYRING])
     try:
         yield
     finally:
+        within = max(MIN_WIND_DOWN, app[SHUTDOWN].left(settings.shutdown_grace))
+        await _wind_down(ctx, stop, workers, within)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await audit.flush()
+            await audit.flush()  # after the wind-down: the refreshes it let finish audit too
         finally:
             await http.close()
             await store.close()
+
+
+MIN_WIND_DOWN = 1.0
+"""Seconds background work gets at shutdown even when requests took the whole grace."""
+
+
+async def _wind_down(
+    ctx: Context, stop: asyncio.Event, workers: list[asyncio.Task[None]], within: float
+) -> None:
+    """The refresher and the event worker end the turn under way (its refreshes, outbox
+    moves and deliveries), then the refreshes and answer writes requests started finish:
+    all within `within` seconds. What is cut then is what a crash would cut, and is
+    covered the same way (a refresh's journal, an outbox's due entry)."""
+    deadline = time.monotonic() + within
+    stop.set()
+    if workers:
+        _, cut = await asyncio.wait(workers, timeout=within)
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+    await ctx.settle(max(0.0, deadline - time.monotonic()))

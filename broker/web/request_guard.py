@@ -9,6 +9,7 @@ share of a runtime read (docs/benchmarks.md) for nothing a per-route wrapper doe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -19,10 +20,16 @@ from aiohttp.typedefs import Handler
 
 from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
-from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
+from broker.errors import (
+    BrokerError,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    Unauthorized,
+)
 from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
 from broker.web.pages import error_page
-from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
+from broker.web.state import ADMIN_TOKENS, DEADLINES, GRANT, KEYRING, SETTINGS
 
 log = logging.getLogger("broker.web")
 
@@ -49,6 +56,13 @@ def _error(request: web.Request, code: str, message: str, status: int) -> web.Re
     if request.path.startswith(BROWSER_PATHS):
         return error_page(code, message, status)
     return error_body(code, message, status)
+
+
+def _failed(request: web.Request, exc: BrokerError) -> web.Response:
+    response = _error(request, exc.code, str(exc), exc.status)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def handled(handler: Handler) -> Handler:
@@ -87,14 +101,19 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     route = route_template(request)
     scope = begin_request(request.headers.get(REQUEST_ID_HEADER), request.method, route)
+    deadlines = request.app[DEADLINES]
+    task = deadlines.enter(request)
     try:
         guard(request)
         response = await handler(request)
+    except asyncio.CancelledError:
+        if not deadlines.cut(task):
+            raise
+        response = _failed(request, RequestTimeout(f"no answer within {deadlines.seconds:g} s"))
     except BrokerError as exc:
-        response = _error(request, exc.code, str(exc), exc.status)
+        response = _failed(request, exc)
     except web.HTTPRequestEntityTooLarge:
-        exc2 = PayloadTooLarge("request body is too large")
-        response = _error(request, exc2.code, str(exc2), exc2.status)
+        response = _failed(request, PayloadTooLarge("request body is too large"))
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects
             exc.headers[REQUEST_ID_HEADER] = scope.request_id
@@ -107,6 +126,8 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route)
         response = _error(request, "internal_error", "internal error", 500)
+    finally:
+        deadlines.leave(task)
     response.headers[REQUEST_ID_HEADER] = scope.request_id
     _count(request.method, route, response.status, started)
     return response
@@ -129,7 +150,6 @@ def _count(method: str, route: str, status: int, started: float) -> None:
     metrics.observe_request(method, route, status, time.perf_counter() - started)
 
 
-MAX_BODY_BYTES = 256 * 1024
 VERIFIER = TokenVerifier()
 
 
@@ -140,8 +160,9 @@ def guard(request: web.Request) -> None:
 
     A declared oversized body is refused here; a chunked one is capped when read
     (`client_max_size`)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     path = request.path
     if path.startswith("/v1/"):
         if is_runtime_path(path):

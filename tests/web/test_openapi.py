@@ -25,6 +25,7 @@ from broker.web.openapi.document import create_document
 from broker.web.request_guard import is_admin_path
 from broker.web.routes import events as events_route
 from broker.web.routes import runtime as runtime_route
+from broker.web.state import SETTINGS
 from tests.helpers import admin
 
 Client = TestClient[Any, Any]
@@ -228,7 +229,7 @@ async def test_every_json_body_refuses_what_its_schema_refuses(client: Client) -
 async def test_a_browser_route_answers_a_page_where_an_api_route_answers_json(
     client: Client,
 ) -> None:
-    big = b"x" * (request_guard.MAX_BODY_BYTES + 1)
+    big = b"x" * (client.app[SETTINGS].max_body_bytes + 1)
     page = await client.post("/connect/some-token", data=big)
     assert page.status == 413 and page.content_type == "text/html"
     assert "payload_too_large" in await page.text()

@@ -79,8 +79,11 @@ class EventWorker:
         """Whether this replica pushes (queues wait for one that does otherwise)."""
         return self._key is not None and bool(self.ctx.settings.events_url)
 
-    async def run(self) -> None:
-        await poll_forever("event-worker", self.run_once, batch=self.batch, interval=self.interval)
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Poll until cancelled or `stop` is set (the turn under way ends first)."""
+        await poll_forever(
+            "event-worker", self.run_once, batch=self.batch, interval=self.interval, stop=stop
+        )
 
     async def run_once(self) -> int:
         # the due index is shared with the refresher: take only our entries

@@ -135,13 +135,10 @@ async def record_answer(
     try:
         return await _write_answer(ctx, held, connection_id, intent, entry)
     except StoreUnavailable:
-        task = asyncio.create_task(_keep_writing(ctx, held, connection_id, intent, entry))
-        _PENDING.add(task)  # held until done: the event loop keeps only weak references
-        task.add_done_callback(_PENDING.discard)
+        ctx.background.start(
+            _keep_writing(ctx, held, connection_id, intent, entry), name="refresh-answer"
+        )
         raise
-
-
-_PENDING: set[asyncio.Task[None]] = set()
 
 
 async def _keep_writing(

@@ -42,8 +42,11 @@ class Refresher:
         self.refreshed = 0
         self.failed = 0
 
-    async def run(self) -> None:
-        await poll_forever("refresher", self.run_once, batch=self.batch, interval=self.interval)
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Poll until cancelled or `stop` is set (the turn under way ends first)."""
+        await poll_forever(
+            "refresher", self.run_once, batch=self.batch, interval=self.interval, stop=stop
+        )
 
     async def run_once(self) -> int:
         items = await self.ctx.store.due(self.ctx.clock(), self.batch)

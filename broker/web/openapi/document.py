@@ -25,7 +25,6 @@ from broker.logs import REQUEST_ID_HEADER
 from broker.web.openapi.spec import Operation, Param, Reply, Schema, operation_of
 from broker.web.request_guard import (
     BROWSER_PATHS,
-    MAX_BODY_BYTES,
     UNMATCHED,
     is_admin_path,
     is_runtime_path,
@@ -155,7 +154,7 @@ def _operation(path: str, op: Operation, refs: Refs) -> Schema:
         out["security"] = [{scheme: []}]
         implied[401] = f"`unauthorized`: missing, bad or expired {scheme} token"
     if op.body is not None or op.content is not None:
-        implied[413] = f"`payload_too_large`: the body is over {MAX_BODY_BYTES} bytes"
+        implied[413] = "`payload_too_large`: the body is over `BROKER_MAX_BODY_BYTES`"
     if op.store:
         implied[503] = STORE_DOWN
     failures = {**implied, **op.errors}

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from broker.errors import StoreUnavailable
 from broker.web.openapi.spec import Operations, json_reply
-from broker.web.state import KEYRING, STORE
+from broker.web.state import KEYRING, SHUTDOWN, STORE
 
 routes = web.RouteTableDef()
 operation = Operations("health")
@@ -49,10 +49,19 @@ async def healthz(request: web.Request) -> web.Response:
     "Readiness: the store is reachable, the keyring in use",
     answers={
         200: json_reply("ready", Ready),
-        503: json_reply("not: `store_unavailable`: the store cannot be reached", Unavailable),
+        503: json_reply(
+            "not: `store_unavailable`: the store cannot be reached; `shutting_down`: the "
+            "process is stopping (SIGTERM), its load balancer should send no more",
+            Unavailable,
+        ),
     },
 )
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[SHUTDOWN].began is not None:
+        return web.json_response(
+            {"status": "unavailable", "error": "shutting_down", "message": "shutting down"},
+            status=503,
+        )
     try:
         await request.app[STORE].ping()
     except StoreUnavailable as exc:

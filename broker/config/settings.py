@@ -1,61 +1,28 @@
-"""Configuration: one `Settings`, read once from `BROKER_*` environment variables.
-
-Invalid configuration raises `ConfigError` with one line per bad variable, so `broker serve`
-can refuse to start with a message an operator can act on. Lists are comma-separated.
-"""
+"""The `Settings` model: every `BROKER_*` variable, its default and its own check, and the
+defaults derived from other settings. Lists are comma-separated."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from broker.config.values import (
+    CRASH_POINTS,
+    LOGO_TYPES,
+    MIN_ADMIN_TOKEN_LENGTH,
+    MIN_EVENTS_SECRET_BYTES,
+    check_http_url,
+    check_origins,
+    check_store_url,
+    events_signing_key,
+    origin_of,
+    split_list,
+)
 from broker.errors import ConfigError
 from broker.logs import LogFormat, LogLevel
-
-WHSEC_PREFIX = "whsec_"
-MIN_EVENTS_SECRET_BYTES = 16
-STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+cluster", "redis+sentinel")
-MIN_ADMIN_TOKEN_LENGTH = 16
-LOGO_TYPES = {
-    ".png": "image/png",
-    ".svg": "image/svg+xml",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".webp": "image/webp",
-    ".gif": "image/gif",
-}
-CRASH_POINTS = ("before_intent", "before_send", "after_journal", "after_apply")
-"""Where `BROKER_TEST_CRASH_AT` kills a refresh (services/refresh/crash_points.py)."""
-
-
-def _split(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-def events_signing_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret: `whsec_<base64>`, or bare base64 as the
-    spec's libraries take it too (so a receiver verifying with the same string agrees)."""
-    encoded = secret.removeprefix(WHSEC_PREFIX)
-    encoded += "=" * (-len(encoded) % 4)  # the libraries accept unpadded base64
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(
-            "must be whsec_<base64> (or bare base64), as Standard Webhooks receivers expect"
-        ) from None
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 class Settings(BaseSettings):
@@ -120,13 +87,29 @@ class Settings(BaseSettings):
     """The Connect pages' accent colour, `#rrggbb` (buttons, the top bar)."""
     brand_logo_file: Path | None = None
     """A PNG, SVG, JPEG, WebP or GIF the Connect pages show, served by the broker."""
+    shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    """Seconds a SIGTERM leaves requests in flight to finish (the listener is closed at once);
+    background work then gets what is left of the same bound."""
+    request_timeout: float = Field(default=20.0, ge=0, le=3600)
+    """Seconds a request may take until its answer starts (503 `timeout`; 0: no limit)."""
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=1 << 30)
+    max_header_bytes: int = Field(default=8190, ge=1024, le=1 << 20)
+    """The longest request line and header line (431 `headers_too_large` above it)."""
+    connect_rate_limit: float = Field(default=2.0, ge=0, le=1_000_000)
+    """Requests per second per client address on the Connect pages (0: no limit)."""
+    connect_rate_burst: int = Field(default=60, ge=1, le=1_000_000)
+    runtime_rate_limit: float = Field(default=0.0, ge=0, le=1_000_000)
+    """Requests per second per runtime token on /v1/runtime/* (0: no limit, no store call)."""
+    runtime_rate_burst: int = Field(default=100, ge=1, le=1_000_000)
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    """Peers whose `X-Forwarded-For` names the client (CIDRs); anyone else is the client."""
     test_crash_at: str | None = None
     """Tests only, refused outside dev mode: `<point>[:<connector>]` makes the process SIGKILL
     itself when a refresh (of that connector) reaches the point (`CRASH_POINTS`)."""
 
     _split_lists = field_validator(
-        "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
-    )(_split)
+        "admin_token", "allowed_return_origins", "connectors_dirs", "trusted_proxies", mode="before"
+    )(split_list)
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -138,25 +121,11 @@ class Settings(BaseSettings):
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("store")
-    @classmethod
-    def _store_url(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if scheme not in STORE_SCHEMES:
-            raise ValueError(
-                f"must start with one of {', '.join(s + '://' for s in STORE_SCHEMES)}"
-            )
-        return value
-
-    @field_validator("public_url", "webhook_base_url", "runtime_url", "events_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError("must be an http:// or https:// URL")
-            return value.rstrip("/")
-        return value
+    _store_url = field_validator("store")(check_store_url)
+    _http_url = field_validator("public_url", "webhook_base_url", "runtime_url", "events_url")(
+        check_http_url
+    )
+    _origins = field_validator("allowed_return_origins")(check_origins)
 
     @field_validator("events_secret")
     @classmethod
@@ -172,14 +141,6 @@ class Settings(BaseSettings):
     def _logo(cls, value: Path | None) -> Path | None:
         if value is not None and value.suffix.lower() not in LOGO_TYPES:
             raise ValueError(f"must be one of {', '.join(sorted(LOGO_TYPES))}")
-        return value
-
-    @field_validator("allowed_return_origins")
-    @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            if origin_of(origin) != origin or not urlsplit(origin).netloc:
-                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return value
 
     @field_validator("admin_token")
@@ -215,6 +176,10 @@ class Settings(BaseSettings):
         return self
 
     def require_runnable(self) -> None:
+        if problems := self.runnable_problems():
+            raise ConfigError.listing(problems)
+
+    def runnable_problems(self) -> list[str]:
         """What `serve` needs beyond well-formed values; dev mode fills these in itself."""
         problems = []
         if self.keyring_file is None:
@@ -227,23 +192,10 @@ class Settings(BaseSettings):
             problems.append("BROKER_ADMIN_TOKEN: not set (nor BROKER_ADMIN_TOKEN_FILE)")
         if self.admin_token_file is not None and not self.admin_token_file.is_file():
             problems.append(f"BROKER_ADMIN_TOKEN_FILE: {self.admin_token_file} does not exist")
-        if problems:
-            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+        return problems
 
     @property
     def sqlite_path(self) -> str | None:
         if self.store.startswith("sqlite://"):
             return self.store.removeprefix("sqlite://").removeprefix("/") or None
         return None
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (overrides win); `ConfigError` lists every bad variable."""
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors(include_url=False, include_input=False):
-            name = "BROKER_" + str(err["loc"][0]).upper() if err["loc"] else "BROKER_*"
-            lines.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
