@@ -28,7 +28,7 @@ from broker.store.base import ChangeFeed
 from broker.store.cache import RecordCache
 from broker.store.measured import MeasuredStore, backend_name
 from broker.store.sealed import SealedStore
-from broker.web import request_guard
+from broker.web import rate_limits, request_guard
 from broker.web.access_log import UNPARSEABLE_REQUESTS
 from broker.web.assets import load_assets
 from broker.web.deadlines import Deadlines
@@ -111,7 +111,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         webhooks,
         events,
     ):
-        app.add_routes([_handled(route) for route in module.routes])
+        app.add_routes([_handled(route, settings) for route in module.routes])
     app.router.add_route(
         "*",
         request_guard.UNMATCHED_PATH,
@@ -143,13 +143,13 @@ def _load(
         problems += [p if p.startswith("BROKER_") else named + p for p in exc.problems]
 
 
-def _handled(route: web.AbstractRouteDef) -> web.RouteDef:
-    """The route with its handler behind `request_guard.handle`; registered as given (a GET
-    route answers HEAD too)."""
+def _handled(route: web.AbstractRouteDef, settings: Settings) -> web.RouteDef:
+    """The route with its handler behind `request_guard.handle`, with its rate limit;
+    registered as given (a GET route answers HEAD too)."""
     assert isinstance(route, web.RouteDef)
-    return web.RouteDef(
-        route.method, route.path, request_guard.handled(route.handler), route.kwargs
-    )
+    limit = rate_limits.for_route(route.path, settings)
+    handler = request_guard.handled(route.handler, limit)
+    return web.RouteDef(route.method, route.path, handler, route.kwargs)
 
 
 KEYRING_POLL = 2.0

@@ -29,6 +29,7 @@ from broker.errors import (
 )
 from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
 from broker.web.pages import error_page
+from broker.web.rate_limits import Limit
 from broker.web.state import ADMIN_TOKENS, DEADLINES, GRANT, KEYRING, SETTINGS
 
 log = logging.getLogger("broker.web")
@@ -65,13 +66,14 @@ def _failed(request: web.Request, exc: BrokerError) -> web.Response:
     return response
 
 
-def handled(handler: Handler) -> Handler:
-    """`handler` behind `handle`: what the app registers for every route (`__wrapped__`
-    leads the OpenAPI generator to the operation declared for `handler`)."""
+def handled(handler: Handler, limit: Limit | None = None) -> Handler:
+    """`handler` behind `handle`, with the route's rate limit (`rate_limits.for_route`):
+    what the app registers for every route (`__wrapped__` leads the OpenAPI generator to
+    the operation declared for `handler`)."""
 
     @functools.wraps(handler)
     async def handler_behind_guard(request: web.Request) -> web.StreamResponse:
-        return await handle(request, handler)
+        return await handle(request, handler, limit)
 
     return handler_behind_guard
 
@@ -93,11 +95,14 @@ async def unmatched(request: web.Request) -> NoReturn:
     raise web.HTTPNotFound()
 
 
-async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def handle(
+    request: web.Request, handler: Handler, limit: Limit | None = None
+) -> web.StreamResponse:
     """Every request (each step here costs every request, the runtime hot path included):
-    open its log scope, `guard` it, then turn every failure into `{"error", "message"}`,
-    count it, and answer its request id. Unexpected errors say nothing more (an exception's
-    text may hold a value we must not echo)."""
+    open its log scope, start its clock (`deadlines`), `guard` it, take from its rate limit,
+    then turn every failure into `{"error", "message"}`, count it, and answer its request
+    id. Unexpected errors say nothing more (an exception's text may hold a value we must
+    not echo)."""
     started = time.perf_counter()
     route = route_template(request)
     scope = begin_request(request.headers.get(REQUEST_ID_HEADER), request.method, route)
@@ -105,6 +110,8 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     task = deadlines.enter(request)
     try:
         guard(request)
+        if limit is not None:
+            await limit(request)
         response = await handler(request)
     except asyncio.CancelledError:
         if not deadlines.cut(task):

@@ -33,6 +33,11 @@ from broker.web.wire import Error
 
 REF = "#/components/schemas/{model}"
 STORE_DOWN = "`store_unavailable`: the store cannot be reached"
+TIMED_OUT = "`timeout`: no answer within `BROKER_REQUEST_TIMEOUT`"
+RATE_LIMITED = (
+    "`rate_limited`: over the limit of the client address (`BROKER_CONNECT_RATE_LIMIT`) or "
+    "the runtime token (`BROKER_RUNTIME_RATE_LIMIT`); retry after `Retry-After` seconds"
+)
 SECURITY_SCHEMES = {
     "admin": {"type": "http", "scheme": "bearer", "description": "an admin token"},
     "runtime": {
@@ -155,15 +160,22 @@ def _operation(path: str, op: Operation, refs: Refs) -> Schema:
         implied[401] = f"`unauthorized`: missing, bad or expired {scheme} token"
     if op.body is not None or op.content is not None:
         implied[413] = "`payload_too_large`: the body is over `BROKER_MAX_BODY_BYTES`"
-    if op.store:
-        implied[503] = STORE_DOWN
-    failures = {**implied, **op.errors}
-    if path.startswith(BROWSER_PATHS):  # the request guard answers a browser with pages
+    if path.startswith(BROWSER_PATHS) or is_runtime_path(path):
+        implied[429] = RATE_LIMITED
+    implied[503] = f"{STORE_DOWN}; {TIMED_OUT}" if op.store else TIMED_OUT
+    failures = {
+        s: "; ".join(t for t in (op.errors.get(s), implied.get(s)) if t)
+        for s in {*implied, *op.errors}
+    }
+    # the request guard answers a browser with pages; a 429 carries Retry-After
+    headers = {s: {"Retry-After": "seconds to wait"} if s == 429 else {} for s in failures}
+    if path.startswith(BROWSER_PATHS):
         failed = {
-            s: Reply(f"{text} (an HTML page)", media="text/html") for s, text in failures.items()
+            s: Reply(f"{text} (an HTML page)", media="text/html", headers=headers[s])
+            for s, text in failures.items()
         }
     else:
-        failed = {s: Reply(text, model=Error) for s, text in failures.items()}
+        failed = {s: Reply(text, model=Error, headers=headers[s]) for s, text in failures.items()}
     responses = {**failed, **op.answers}
     out["responses"] = {str(s): _response(responses[s], refs) for s in sorted(responses)}
     return out
