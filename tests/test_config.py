@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import load_settings
+from broker.config import load_settings, read_settings
 from broker.errors import ConfigError
 from broker.web.app import create_app
 
@@ -55,6 +55,10 @@ def test_environment_and_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("BROKER_ALLOWED_RETURN_ORIGINS", "https://app.example.com/path", "not an origin"),
         ("BROKER_ADMIN_TOKEN", "short", "at least 16 characters"),
         ("BROKER_REFRESH_MARGIN", "-1", "BROKER_REFRESH_MARGIN"),
+        ("BROKER_SHUTDOWN_GRACE", "-1", "BROKER_SHUTDOWN_GRACE"),
+        ("BROKER_MAX_HEADER_BYTES", "100", "BROKER_MAX_HEADER_BYTES"),
+        ("BROKER_CONNECT_RATE_BURST", "0", "BROKER_CONNECT_RATE_BURST"),
+        ("BROKER_TRUSTED_PROXIES", "10.0.0.1/8", "BROKER_TRUSTED_PROXIES"),
     ],
 )
 def test_invalid_values_are_named(
@@ -116,3 +120,27 @@ def test_the_crash_point_setting_is_refused_outside_dev_mode(
     with pytest.raises(ConfigError) as info:
         load_settings(dev=True)
     assert "BROKER_TEST_CRASH_AT" in str(info.value)
+
+
+def test_limits_and_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8")
+    monkeypatch.setenv("BROKER_RUNTIME_RATE_LIMIT", "50")
+    s = load_settings()
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "fd00::/8"]
+    assert (s.runtime_rate_limit, s.runtime_rate_burst) == (50, 100)
+    assert (s.connect_rate_limit, s.connect_rate_burst) == (2, 60)
+    assert (s.shutdown_grace, s.request_timeout, s.max_body_bytes) == (25, 20, 256 * 1024)
+
+
+def test_every_bad_variable_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_PORT", "eighty")
+    monkeypatch.setenv("BROKER_SHUTDOWN_GRACE", "long")
+    monkeypatch.setenv("BROKER_LOG_LEVEL", "LOUD")
+    settings, problems = read_settings()
+    assert [p.split(":")[0] for p in problems] == [
+        "BROKER_PORT",
+        "BROKER_LOG_LEVEL",
+        "BROKER_SHUTDOWN_GRACE",
+    ]
+    # read as their defaults meanwhile, for the checks that need whole settings
+    assert settings is not None and settings.port == 8080 and settings.shutdown_grace == 25

@@ -261,3 +261,38 @@ def test_serve_refuses_a_corrupt_keyring(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "k1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_names_every_bad_setting_in_one_message(tmp_path: Path) -> None:
+    """Format errors, what `serve` needs, and what the named files hold: all in one refusal,
+    so an operator fixes them in one go."""
+    keyring = tmp_path / "k.json"
+    keyring.write_text("{not json")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+    clean |= {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "BROKER_PORT": "eighty",
+        "BROKER_STORE": "mysql://db",
+        "BROKER_MAX_BODY_BYTES": "-1",
+        "BROKER_TRUSTED_PROXIES": "10.0.0.0/8,not-a-network",
+        "BROKER_REQUEST_TIMEOUT": "soon",
+        "BROKER_KEYRING_FILE": str(keyring),
+        "BROKER_CONNECTORS_DIRS": str(tmp_path / "missing"),
+    }
+    result = subprocess.run(
+        [*BROKER, "serve"], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("invalid configuration") == 1
+    for name in (
+        "BROKER_PORT",
+        "BROKER_STORE",
+        "BROKER_MAX_BODY_BYTES",
+        "BROKER_TRUSTED_PROXIES",
+        "BROKER_REQUEST_TIMEOUT",
+        "BROKER_ADMIN_TOKEN: not set",
+        "BROKER_KEYRING_FILE: keyring is not valid JSON",
+        "connectors folder does not exist",
+    ):
+        assert name in result.stderr, (name, result.stderr)
