@@ -36,7 +36,7 @@ async def test_every_html_answer_carries_the_page_headers(
     settings = make_settings(connect_rate_limit=0.001, connect_rate_burst=12)
     async with broker_client(settings) as client:
         link = await new_link(client)
-        asks = [
+        asks: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", link, {}),  # the API-key form
             ("POST", link, {"data": {"api_key": ""}}),  # the form again, with its problem
             ("GET", "/connect/unknown", {}),  # a dead link
