@@ -29,7 +29,7 @@ import pytest
 from broker.crypto import Keyring, save_keyring
 from tests.deploy.files import ROOT
 from tests.helpers import ADMIN_TOKEN
-from tests.store.redis_servers import RedisServer, free_port, require_binaries
+from tests.store.redis_servers import RedisServer, free_port, redis_server_fixture
 
 # mount the volume (if any) onto itself so it stays writable, then make every other
 # read-write filesystem read-only, then become the broker
@@ -164,13 +164,7 @@ def exercise(broker: ReadOnlyBroker) -> None:
     time.sleep(1.5)  # the audit buffer is written once a second
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    require_binaries()
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+redis_server = redis_server_fixture()
 
 
 def test_with_redis_the_broker_writes_no_file(tmp_path: Path, redis_server: RedisServer) -> None:

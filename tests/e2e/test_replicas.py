@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from tests.e2e.harness import (
 from tests.e2e.processes import BrokerProcess
 from tests.helpers import ADMIN_TOKEN, admin
 from tests.peers.oidc import OidcPeer, oidc_peer_fixture
-from tests.store.redis_servers import RedisServer
+from tests.store.redis_servers import RedisServer, redis_server_fixture
 
 # Tokens live TTL seconds, so each is stale after TTL/2 (the capped margin). A burst must end
 # well inside one margin, or a loaded machine sees a second, legitimate, expiry mid-burst.
@@ -86,12 +86,7 @@ class HoldingProxy:
         return await forward(request, self.upstream, body)
 
 
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+redis = redis_server_fixture()
 
 
 def broker_env(

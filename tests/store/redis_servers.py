@@ -15,7 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, Literal
+
+import pytest
 
 REDIS_SERVER = "redis-server"
 REDIS_CLI = "redis-cli"
@@ -70,6 +74,27 @@ def _ping(port: int) -> bool:
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+FixtureScope = Literal["session", "package", "module", "class", "function"]
+
+
+def redis_server_fixture(scope: FixtureScope = "module") -> Any:
+    """A pytest fixture yielding a started `RedisServer`, stopped at the end of `scope`:
+
+    redis_server = redis_server_fixture()
+    """
+
+    def _server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+        require_binaries()
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    return pytest.fixture(scope=scope)(_server)
 
 
 class RedisServer:

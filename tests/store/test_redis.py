@@ -26,17 +26,11 @@ from tests.store.redis_servers import (
     RedisCluster,
     RedisServer,
     Sentinel,
+    redis_server_fixture,
     require_binaries,
 )
 
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    require_binaries()
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+redis_server = redis_server_fixture("session")
 
 
 @pytest.fixture(scope="session")

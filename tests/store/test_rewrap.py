@@ -10,7 +10,7 @@ import json
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from broker.store import keys, open_store
 from broker.store.base import PutItem, ScanPage, Store
 from broker.store.rewrap import UNSEALED, count_by_key, rewrap_all
 from broker.store.sealed import SealedStore
-from tests.store.redis_servers import RedisServer, require_binaries
+from tests.store.redis_servers import RedisServer, redis_server_fixture
 from tests.store.rewrap_support import BOTH, OLD, cli, cli_run, fill, key_ids, record, sealed
 
 RECORDS = 20_000
@@ -30,13 +30,7 @@ WRITERS = 8
 _dbs = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    require_binaries()
-    server = RedisServer(tmp_path_factory.mktemp("rotation-redis"))
-    server.start()
-    yield server
-    server.stop()
+redis_server = redis_server_fixture()
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from pydantic import IPvAnyNetwork, TypeAdapter
 from broker.config import Settings
 from broker.web.rate_limits import client_address
 from tests.helpers import admin, broker_client
-from tests.store.redis_servers import RedisServer
+from tests.store.redis_servers import RedisServer, redis_server_fixture
 from tests.web.test_runtime_api import bearer, connect, mint
 
 Client = TestClient[Any, Any]
@@ -126,12 +126,7 @@ def test_the_connect_limit_is_on_by_default() -> None:
     assert defaults["runtime_rate_limit"].default == 0
 
 
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+redis = redis_server_fixture()
 
 
 async def test_replicas_on_one_redis_share_the_limit(
