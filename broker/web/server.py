@@ -83,6 +83,9 @@ class _Server(web.Server):
         return _Connection(self, loop=self._event_loop, **self._connection_args)
 
 
+_NOT_CONNECTIONS = ("handle_signals", "shutdown_timeout", "handler_cancellation")
+
+
 class BrokerRunner(web.AppRunner):
     """`web.AppRunner` with the app's settings: header limits, the shutdown grace, the access
     log, and the JSON answer to requests that cannot be parsed. Tests serve through it too
@@ -90,17 +93,17 @@ class BrokerRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         settings = app[SETTINGS]
-        self._connection_args: dict[str, Any] = {
+        kwargs = {
             "access_log_class": AccessLogger,
             "max_line_size": settings.max_header_bytes,
             "max_field_size": settings.max_header_bytes,
             "max_headers": MAX_HEADERS,
+            "shutdown_timeout": settings.shutdown_grace,
+            **kwargs,
         }
-        self._connection_args.update(
-            (k, kwargs.pop(k)) for k in list(kwargs) if k in self._connection_args
-        )
-        kwargs.setdefault("shutdown_timeout", settings.shutdown_grace)
-        super().__init__(app, **kwargs, **self._connection_args)
+        # what aiohttp hands on to each connection (`RequestHandler`)
+        self._connection_args = {k: v for k, v in kwargs.items() if k not in _NOT_CONNECTIONS}
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         return _Server(await super()._make_server(), **self._connection_args)
