@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from broker.errors import BrokerError, HeadersTooLarge, InvalidRequest
+from broker.errors import BrokerError, ConfigError, HeadersTooLarge, InvalidRequest
 from broker.web.access_log import AccessLogger
 from broker.web.request_guard import error_body
 from broker.web.state import DEADLINES, SETTINGS, SHUTDOWN
@@ -114,7 +114,12 @@ async def serve(app: web.Application, host: str, port: int) -> None:
     runner = BrokerRunner(app)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:  # a port in use, an address not ours: the operator's to fix
+            raise ConfigError(
+                f"BROKER_HOST, BROKER_PORT: cannot listen on {host}:{port} ({exc.strerror})"
+            ) from None
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -296,3 +296,26 @@ def test_serve_names_every_bad_setting_in_one_message(tmp_path: Path) -> None:
         "connectors folder does not exist",
     ):
         assert name in result.stderr, (name, result.stderr)
+
+
+def test_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    keyring = tmp_path / "k.json"
+    main(["keys", "generate", "--out", str(keyring)])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("BROKER_")}
+        clean |= {
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "BROKER_KEYRING_FILE": str(keyring),
+            "BROKER_ADMIN_TOKEN": "z" * 20,
+            "BROKER_PORT": str(port),
+            "BROKER_STORE": f"sqlite:///{tmp_path / 'b.db'}",
+        }
+        result = subprocess.run(
+            [*BROKER, "serve"], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
