@@ -261,8 +261,7 @@ class _Joined:
 
 
 def render(*extra: Collector) -> bytes:
-    """The exposition text of this process's metrics and of `extra` (an app's scrape-time
-    gauges)."""
+    """The exposition text of this process's metrics and of `extra` (scrape-time gauges)."""
     return generate_latest(_Joined((REGISTRY, *extra)))
 
 
