@@ -139,10 +139,12 @@ def guard(request: web.Request) -> None:
     (verified without a store round trip), every other /v1/* route an admin token.
 
     A declared oversized body is refused here; a chunked one is capped when read
-    (`client_max_size`)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    (`client_max_size`). The egress proxy has its own limit (BROKER_PROXY_MAX_BODY_BYTES),
+    applied as it streams the body on."""
     path = request.path
+    too_large = request.content_length is not None and request.content_length > MAX_BODY_BYTES
+    if too_large and not is_proxy_path(path):
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     if path.startswith("/v1/"):
         if is_runtime_path(path):
             keyring = request.app[KEYRING].current
@@ -155,6 +157,13 @@ def guard(request: web.Request) -> None:
 
 def is_runtime_path(path: str) -> bool:
     return path.startswith("/v1/runtime/")
+
+
+PROXY_PATH = "/v1/runtime/proxy"
+
+
+def is_proxy_path(path: str) -> bool:
+    return path == PROXY_PATH or path.startswith(PROXY_PATH + "/")
 
 
 def is_admin_path(path: str) -> bool:
