@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import NotFound
-from broker.manifest import HttpAuth
-from broker.services.proxy.headers import with_query_param, without_query_param
+from broker.manifest.models import HttpAuth
+from broker.services.proxy.headers import without_query_param
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Credential:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Headers the credential sets (replacing any the runtime sent under those names)."""
     query: tuple[str, str] | None = None
-    """A query parameter it sets (name, value), replacing any of that name."""
+    """A query parameter it adds (name, value); the target has none of that name left
+    (`scrubbed`, before the target is checked)."""
     values: tuple[str, ...] = ()
     """The secret strings in it (never returned to the runtime, never logged)."""
 
@@ -33,21 +34,25 @@ class Credential:
         runtime token) never reaches a provider, whatever the credential's place."""
         return ("Authorization", *self.headers)
 
-    def applied_to(self, url: str) -> str:
-        """`url` with the credential's query parameter, if it has one (any such parameter
-        the runtime put in is replaced, not doubled)."""
-        if self.query is None:
-            return url
-        name, value = self.query
-        return with_query_param(without_query_param(url, name), name, value)
+    @property
+    def params(self) -> dict[str, str] | None:
+        """The query parameters to add to a request."""
+        return None if self.query is None else {self.query[0]: self.query[1]}
 
     def scrubbed(self, url: str) -> str:
-        """`url` without the credential's query parameter (a `Location` sent back)."""
+        """`url` without the credential's query parameter (a target the runtime sent, a
+        `Location` the provider sent)."""
         return url if self.query is None else without_query_param(url, self.query[0])
 
 
 NONE = Credential()
 """No credential: a hop that left the original host, or a call refused before one was read."""
+
+
+def query_name(auth: HttpAuth | None) -> Credential:
+    """A credential with no value that scrubs the query parameter `auth` takes, if any: for
+    the target, before the credential itself is read."""
+    return Credential(query=(auth.name, "")) if auth is not None and auth.type == "query" else NONE
 
 
 def bearer(token: str) -> Credential:

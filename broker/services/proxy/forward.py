@@ -16,10 +16,9 @@ proxy never retries on its own what the runtime did not ask for twice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 import aiohttp
 from multidict import CIMultiDict
@@ -31,7 +30,13 @@ from broker.services import runtime_access
 from broker.services.context import Context
 from broker.services.proxy.body import RequestBody
 from broker.services.proxy.budget import spend
-from broker.services.proxy.credentials import NONE, Credential, bearer, from_settings
+from broker.services.proxy.credentials import (
+    NONE,
+    Credential,
+    bearer,
+    from_settings,
+    query_name,
+)
 from broker.services.proxy.egress import Egress, EgressRoute
 from broker.services.proxy.headers import Headers, to_provider, to_runtime
 from broker.services.proxy.observed import ProxyCall
@@ -72,34 +77,33 @@ def _refused(call: ProxyCall, rule: str, exc: BrokerError) -> BrokerError:
 
 
 def check_target(
-    egress: Egress, patterns: Sequence[str], target: str, call: ProxyCall
+    egress: Egress, grant: RuntimeGrant, manifest: Manifest, target: str, call: ProxyCall
 ) -> EgressRoute:
+    """The checked route to `target`. A query parameter named as the credential's is
+    dropped first: the broker sets that one, a runtime cannot."""
+    if not grant.oauth:
+        target = query_name(manifest.connection.http_auth).scrubbed(target)
     try:
-        route = egress.check(patterns, target)
+        route = egress.check(manifest.permissions.http, target)
     except EgressDenied as exc:
         raise _refused(call, "target", exc) from None
-    _describe(call, route)
-    return route
-
-
-def _describe(call: ProxyCall, route: EgressRoute) -> None:
     call.host = route.target.where
     call.path = route.target.path
-    pattern = route.pattern
+    pattern = route.allowed.pattern
     call.host_pattern = ("*." if pattern.wildcard else "") + pattern.host
+    return route
 
 
 @asynccontextmanager
 async def forward(
     ctx: Context,
-    egress: Egress,
     grant: RuntimeGrant,
     manifest: Manifest,
     call: ProxyCall,
     route: EgressRoute,
     headers: Headers,
     body: RequestBody,
-    timeout: aiohttp.ClientTimeout,
+    client_timeout: aiohttp.ClientTimeout,
 ) -> AsyncIterator[Answer]:
     """The provider's final answer to the call (open while the caller relays its body)."""
     try:
@@ -107,11 +111,11 @@ async def forward(
     except BrokerError as exc:
         raise _refused(call, "rate_limit", exc) from None
     credential = await credential_of(ctx, grant, manifest)
-    origin = route.target.origin
+    egress = ctx.egress
     method, headers, retried, hops = call.method, headers, False, 0
     async with AsyncExitStack() as stack:
         while True:
-            here = credential if route.target.origin == origin else NONE
+            here = credential if route.carries_credential else NONE
             sent = to_provider(headers, credential.names)
             sent.update(here.headers)
             if body.length is not None:
@@ -120,18 +124,22 @@ async def forward(
                 response = await stack.enter_async_context(
                     egress.request(
                         method,
-                        here.applied_to(route.target.url),
                         route,
                         headers=sent,
+                        params=here.params,
                         data=body.payload(),
-                        timeout=timeout,
+                        client_timeout=client_timeout,
                     )
                 )
+            except EgressDenied as exc:
+                raise _refused(call, "address", exc) from None
             except aiohttp.ClientError:
                 if body.too_large:
-                    raise _refused(call, "body_size", PayloadTooLarge(
-                        "request body is larger than the proxy's limit"
-                    )) from None
+                    raise _refused(
+                        call,
+                        "body_size",
+                        PayloadTooLarge("request body is larger than the proxy's limit"),
+                    ) from None
                 raise ProviderError(f"{route.target.where} could not be reached") from None
             except TimeoutError:
                 raise ProviderError(f"{route.target.where} did not answer in time") from None
@@ -154,9 +162,10 @@ async def forward(
             if status in REDIRECTS and location and hops < MAX_REDIRECTS:
                 next_method, keeps_body = _redirected(status, method)
                 if not keeps_body or body.replayable:
-                    url = credential.scrubbed(urljoin(route.target.url, location))
                     try:
-                        route = egress.check_redirect(manifest.permissions.http, route, url)
+                        route = egress.check_redirect(
+                            manifest.permissions.http, route, credential.scrubbed(location)
+                        )
                     except EgressDenied as exc:
                         raise _refused(call, "redirect", exc) from None
                     await stack.aclose()

@@ -92,13 +92,6 @@ def without_query_param(url: str, name: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
-def with_query_param(url: str, name: str, value: str) -> str:
-    parts = urlsplit(url)
-    added = urlencode({name: value})
-    query = f"{parts.query}&{added}" if parts.query else added
-    return urlunsplit(parts._replace(query=query))
-
-
 def declared_length(headers: Mapping[str, str]) -> int | None:
     """The body's declared `Content-Length`, or None (chunked, or absent)."""
     raw = headers.get("Content-Length")

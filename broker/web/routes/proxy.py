@@ -22,14 +22,14 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
+from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.errors import BrokerError, InvalidRequest
 from broker.logs import CURRENT, REQUEST_ID_HEADER
-from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.services import proxy
 from broker.services.context import Context
 from broker.web.openapi.spec import Operations, Reply, path
 from broker.web.request_guard import PROXY_PATH
-from broker.web.state import CONTEXT, EGRESS, GRANT
+from broker.web.state import CONTEXT, GRANT
 
 log = logging.getLogger("broker.proxy")
 routes = web.RouteTableDef()
@@ -49,8 +49,7 @@ ANSWER = {
 }
 ERRORS = {
     400: "`invalid_request`: no or bad target; `not_oauth`",
-    403: "`egress_denied`: the target (or a redirect) is outside the manifest's "
-    "permissions.http",
+    403: "`egress_denied`: the target (or a redirect) is outside the manifest's permissions.http",
     404: "`not_found`: the setting connection.httpAuth names is not set",
     409: "`needs_reauth`: the tenant must reconnect",
     413: "`payload_too_large`: the body is over BROKER_PROXY_MAX_BODY_BYTES",
@@ -82,7 +81,7 @@ def _target_from_path(request: web.Request) -> str:
 
 
 async def relay(request: web.Request, target: str) -> web.StreamResponse:
-    ctx, egress, grant = request.app[CONTEXT], request.app[EGRESS], request[GRANT]
+    ctx, grant = request.app[CONTEXT], request[GRANT]
     started = time.perf_counter()
     call = proxy.ProxyCall(
         actor=f"runtime:{grant.token_id}",
@@ -92,7 +91,7 @@ async def relay(request: web.Request, target: str) -> web.StreamResponse:
         method=request.method,
     )
     try:
-        return await _relay(request, ctx, egress, grant, call, target)
+        return await _relay(request, ctx, grant, call, target)
     finally:
         call.record(ctx.audit, time.perf_counter() - started)
 
@@ -100,13 +99,12 @@ async def relay(request: web.Request, target: str) -> web.StreamResponse:
 async def _relay(
     request: web.Request,
     ctx: Context,
-    egress: proxy.Egress,
     grant: RuntimeGrant,
     call: proxy.ProxyCall,
     target: str,
 ) -> web.StreamResponse:
     manifest = ctx.catalog.get(grant.connector)
-    route = proxy.check_target(egress, manifest.permissions.http, target, call)
+    route = proxy.check_target(ctx.egress, grant, manifest, target, call)
     limit = ctx.settings.proxy_max_body_bytes
     try:
         body = await proxy.receive(
@@ -119,11 +117,11 @@ async def _relay(
     except BrokerError as exc:
         call.refused(exc.code, "body_size")
         raise
-    timeout = aiohttp.ClientTimeout(
+    client_timeout = aiohttp.ClientTimeout(
         total=None, connect=ctx.settings.proxy_timeout, sock_read=ctx.settings.proxy_timeout
     )
     async with proxy.forward(
-        ctx, egress, grant, manifest, call, route, request.headers, body, timeout
+        ctx, grant, manifest, call, route, request.headers, body, client_timeout
     ) as answer:
         upstream = answer.response
         call.status = upstream.status
