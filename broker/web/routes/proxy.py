@@ -6,7 +6,7 @@ which the runtime never sees. Two forms, one handler:
 
 The provider's answer streams back as it arrives (never held whole): its status, its
 headers but hop-by-hop ones, cookies and any echoing the credential, its body. What each
-step refuses is in `broker.services.proxy.forward`.
+step refuses is in `broker.services.relay.forward`.
 
 The time limit: a proxied call takes as long as the provider does (a large export streams
 for minutes), so no time-to-response limit applies past the start of the answer; the
@@ -25,7 +25,7 @@ from aiohttp import web
 from broker.crypto.runtime_tokens import RuntimeGrant
 from broker.errors import BrokerError, InvalidRequest
 from broker.logs import CURRENT, REQUEST_ID_HEADER
-from broker.services import proxy
+from broker.services import relay
 from broker.services.context import Context
 from broker.web.openapi.spec import Operations, Reply, path
 from broker.web.request_guard import PROXY_PATH
@@ -58,7 +58,7 @@ ERRORS = {
     502: "`provider_error`: the provider could not be reached",
 }
 BODY = {"*/*": {"type": "string", "format": "binary"}}
-TARGET_HEADER = proxy.TARGET_HEADER
+TARGET_HEADER = relay.TARGET_HEADER
 
 
 def _target_from_header(request: web.Request) -> str:
@@ -80,10 +80,10 @@ def _target_from_path(request: web.Request) -> str:
     return f"{scheme}://{rest}"
 
 
-async def relay(request: web.Request, target: str) -> web.StreamResponse:
+async def proxied_call(request: web.Request, target: str) -> web.StreamResponse:
     ctx, grant = request.app[CONTEXT], request[GRANT]
     started = time.perf_counter()
-    call = proxy.ProxyCall(
+    call = relay.ProxyCall(
         actor=f"runtime:{grant.token_id}",
         tenant_id=grant.tenant_id,
         connection_id=grant.connection_id,
@@ -100,18 +100,18 @@ async def _relay(
     request: web.Request,
     ctx: Context,
     grant: RuntimeGrant,
-    call: proxy.ProxyCall,
+    call: relay.ProxyCall,
     target: str,
 ) -> web.StreamResponse:
     manifest = ctx.catalog.get(grant.connector)
-    route = proxy.check_target(ctx.egress, grant, manifest, target, call)
+    route = relay.check_target(ctx.egress, grant, manifest, target, call)
     limit = ctx.settings.proxy_max_body_bytes
     try:
-        body = await proxy.receive(
+        body = await relay.receive(
             request.content,
-            proxy.declared_length(request.headers),
+            relay.declared_length(request.headers),
             present=request.body_exists,
-            hold=grant.oauth and request.method in proxy.IDEMPOTENT,
+            hold=grant.oauth and request.method in relay.IDEMPOTENT,
             limit=limit,
         )
     except BrokerError as exc:
@@ -120,7 +120,7 @@ async def _relay(
     client_timeout = aiohttp.ClientTimeout(
         total=None, connect=ctx.settings.proxy_timeout, sock_read=ctx.settings.proxy_timeout
     )
-    async with proxy.forward(
+    async with relay.forward(
         ctx, grant, manifest, call, route, request.headers, body, client_timeout
     ) as answer:
         upstream = answer.response
@@ -154,7 +154,7 @@ def _declare(method: str, form: str, target_of: Callable[[web.Request], str]) ->
     method; aiohttp's "*" route would have none to show)."""
 
     async def proxied(request: web.Request) -> web.StreamResponse:
-        return await relay(request, target_of(request))
+        return await proxied_call(request, target_of(request))
 
     by_path = form == "path"
     operation(

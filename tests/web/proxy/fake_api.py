@@ -5,7 +5,6 @@ headers, body), so a test can say exactly which credential arrived where."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -110,7 +109,10 @@ class FakeApi:
     async def leaky(self, request: web.Request) -> web.Response:
         """A provider that echoes the credential it got, and sets a cookie."""
         got = await self._record(request)
-        seen = got.headers.get("Authorization", "") or json.dumps(dict(got.query))
+        seen = " ".join(
+            [got.headers.get("Authorization", ""), got.headers.get("X-Api-Key", "")]
+            + got.query.getall("api_key", [])
+        )
         return web.json_response(
             {"ok": True},
             headers={

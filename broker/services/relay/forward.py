@@ -28,18 +28,18 @@ from broker.errors import BrokerError, EgressDenied, InvalidRequest, PayloadTooL
 from broker.manifest import Manifest
 from broker.services import runtime_access
 from broker.services.context import Context
-from broker.services.proxy.body import RequestBody
-from broker.services.proxy.budget import spend
-from broker.services.proxy.credentials import (
+from broker.services.proxy import Egress, EgressRoute
+from broker.services.relay.body import RequestBody
+from broker.services.relay.budget import spend
+from broker.services.relay.credentials import (
     NONE,
     Credential,
     bearer,
     from_settings,
     query_name,
 )
-from broker.services.proxy.egress import Egress, EgressRoute
-from broker.services.proxy.headers import Headers, to_provider, to_runtime
-from broker.services.proxy.observed import ProxyCall
+from broker.services.relay.headers import Headers, to_provider, to_runtime
+from broker.services.relay.observed import ProxyCall
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})

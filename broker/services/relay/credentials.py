@@ -15,7 +15,7 @@ from typing import Any
 
 from broker.errors import NotFound
 from broker.manifest.models import HttpAuth
-from broker.services.proxy.headers import without_query_param
+from broker.services.relay.headers import without_query_param
 
 
 @dataclass(frozen=True)
