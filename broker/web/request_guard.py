@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 
 from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
-from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
+from broker.errors import BrokerError, PayloadTooLarge, RateLimited, Unauthorized
 from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
 from broker.web.pages import error_page
 from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
@@ -92,6 +92,8 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except BrokerError as exc:
         response = _error(request, exc.code, str(exc), exc.status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
     except web.HTTPRequestEntityTooLarge:
         exc2 = PayloadTooLarge("request body is too large")
         response = _error(request, exc2.code, str(exc2), exc2.status)

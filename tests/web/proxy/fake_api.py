@@ -39,7 +39,7 @@ class FakeApi:
         self.app.router.add_get("/v1/customers", self.customers)
         self.app.router.add_route("*", "/echo", self.echo)
         self.app.router.add_route("*", "/redirect", self.redirect)
-        self.app.router.add_get("/status/{status}", self.status)
+        self.app.router.add_route("*", "/status/{status}", self.status)
         self.app.router.add_get("/big", self.big)
         self.app.router.add_get("/leaky", self.leaky)
         self.app.router.add_route("*", "/{tail:.*}", self.echo)
@@ -110,8 +110,11 @@ class FakeApi:
         """A provider that echoes the credential it got, and sets a cookie."""
         got = await self._record(request)
         seen = " ".join(
-            [got.headers.get("Authorization", ""), got.headers.get("X-Api-Key", "")]
-            + got.query.getall("api_key", [])
+            (
+                got.headers.get("Authorization", ""),
+                got.headers.get("X-Api-Key", ""),
+                *got.query.getall("api_key", []),
+            )
         )
         return web.json_response(
             {"ok": True},

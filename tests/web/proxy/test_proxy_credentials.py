@@ -123,7 +123,7 @@ async def test_a_basic_password_setting_is_secret_too(broker: Client, fake: Fake
 
 
 async def test_every_call_is_audited_by_template_never_by_value(broker: Client, fake: Fake) -> None:
-    api, port = fake
+    _, port = fake
     token = await runtime_token_for(broker, "px-query")
     for customer in ("cus_N1ffr", "cus_Q2zz9"):
         resp = await broker.get(
