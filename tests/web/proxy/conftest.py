@@ -3,7 +3,6 @@ connectors pointing at it (one per credential placement), and a broker over real
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from broker.config import Settings
+from tests.e2e.harness import write_connectors
 from tests.helpers import admin, broker_client
-from tests.web.proxy.fake_api import FakeApi, serve_fake
+from tests.web.proxy.fake_api import FakeApi, fake_api_fixture
 
 Client = TestClient[Any, Any]
 CANARY = "sk_test_PROXYCANARY_5f4dcc3b5aa7"
@@ -57,18 +57,7 @@ def api_key_manifest(key: str, port: int, auth: dict[str, Any], **connection: An
     }
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeApi, int]]:
-    api = FakeApi()
-    async with serve_fake(api) as port:
-        yield api, port
-
-
-def write_manifests(folder: Path, manifests: list[dict[str, Any]]) -> Path:
-    for manifest in manifests:
-        (folder / manifest["key"]).mkdir(parents=True, exist_ok=True)
-        (folder / manifest["key"] / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+fake = fake_api_fixture()
 
 
 @pytest.fixture
@@ -83,7 +72,7 @@ def connectors(tmp_path: Path, fake: tuple[FakeApi, int]) -> Path:
             rateLimit={"requests": 3, "perSeconds": 3600},
         )
     )
-    return write_manifests(tmp_path / "connectors", manifests)
+    return write_connectors(tmp_path / "connectors", manifests)
 
 
 @pytest.fixture

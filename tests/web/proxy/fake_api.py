@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
@@ -34,7 +35,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.refuse_tokens: set[str] = set()
-        """Bearer tokens answered 401 (a token the provider revoked early)."""
+        """Bearer tokens answered 401 (a token the provider revoked early); `*`: all."""
         self.app = web.Application(client_max_size=64 * 1024 * 1024)
         self.app.router.add_get("/v1/customers", self.customers)
         self.app.router.add_route("*", "/echo", self.echo)
@@ -58,7 +59,7 @@ class FakeApi:
             await request.read(),
         )
         self.received.append(got)
-        if bearer in self.refuse_tokens:
+        if bearer in self.refuse_tokens or "*" in self.refuse_tokens:
             raise web.HTTPUnauthorized(
                 text='{"error": "invalid_token"}', content_type="application/json"
             )
@@ -153,3 +154,14 @@ async def serve_fake(fake: FakeApi) -> AsyncIterator[int]:
         yield port
     finally:
         await asyncio.wait_for(runner.cleanup(), 10)
+
+
+def fake_api_fixture() -> object:
+    """A pytest fixture yielding (a started `FakeApi`, its port): `fake = fake_api_fixture()`."""
+
+    async def fake() -> AsyncIterator[tuple[FakeApi, int]]:
+        api = FakeApi()
+        async with serve_fake(api) as port:
+            yield api, port
+
+    return pytest.fixture(name="fake")(fake)
