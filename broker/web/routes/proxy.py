@@ -134,7 +134,7 @@ async def _relay(
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            async for chunk in upstream.content.iter_any():
                 call.received += len(chunk)
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
