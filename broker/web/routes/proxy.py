@@ -170,7 +170,7 @@ def _declare(method: str, form: str, target_of: Callable[[web.Request], str]) ->
     routes.route(method, PATH_FORM if by_path else PREFIX)(proxied)
 
 
-PATH_FORM = PREFIX + "/{scheme}/{host}/{path:.*}"
+PATH_FORM = PREFIX + r"/{scheme}/{host}/{path:[\s\S]*}"  # any character: a newline too
 PATH_PARAMS = (
     path("scheme", "`http` or `https`"),
     path("host", "the provider's host, with `:port` where it is not the scheme's default"),
