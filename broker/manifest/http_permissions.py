@@ -190,7 +190,8 @@ def _split(url: str, error: type[Exception]) -> SplitResult:
         raise error("must be an absolute http:// or https:// URL")
     if "@" in parts.netloc:
         raise error("userinfo (user:password@) in the URL is refused")
-    if not parts.netloc or "\\" in parts.netloc:
+    bracketed = "[" in parts.netloc
+    if not parts.netloc or "\\" in parts.netloc or bracketed != (":" in (parts.hostname or "")):
         raise error("the URL has no valid host")
     return parts
 
