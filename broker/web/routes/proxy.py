@@ -92,6 +92,9 @@ async def proxied_call(request: web.Request, target: str) -> web.StreamResponse:
     )
     try:
         return await _relay(request, ctx, grant, call, target)
+    except BrokerError as exc:
+        call.failure = exc.code
+        raise
     finally:
         call.record(ctx.audit, time.perf_counter() - started)
 
