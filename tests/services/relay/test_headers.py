@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from broker.manifest.models import QueryAuth
+from broker.manifest import QueryAuth
 from broker.services.relay.credentials import Credential, bearer, query_name
 from broker.services.relay.headers import to_provider, to_runtime
 from broker.services.relay.observed import path_template
