@@ -118,8 +118,29 @@ class ProxyCall:
         if self.refusal is not None:
             REFUSALS.labels(self.connector, self.refusal[1]).inc()
             return
-        host = self.host_pattern
-        CALLS.labels(self.connector, host, str(self.status or self.failure or "error")).inc()
-        DURATION.labels(self.connector, host).observe(seconds)
-        BYTES.labels(self.connector, host, "sent").inc(self.sent)
-        BYTES.labels(self.connector, host, "received").inc(self.received)
+        status = str(self.status or self.failure or "error")
+        series = _SERIES.get((self.connector, self.host_pattern, status))
+        if series is None:
+            series = _series(self.connector, self.host_pattern, status)
+        calls, duration, sent, received = series
+        calls.inc()
+        duration.observe(seconds)
+        sent.inc(self.sent)
+        received.inc(self.received)
+
+
+Series = tuple[Counter, Histogram, Counter, Counter]
+_SERIES: dict[tuple[str, str, str], Series] = {}
+"""The labelled children of one (connector, host, status), looked up once: `labels()`
+takes a lock and checks its arguments on every call, four times per proxied call. The set
+is bounded as the labels are (connectors, their manifests' hosts, statuses)."""
+
+
+def _series(connector: str, host: str, status: str) -> Series:
+    found = _SERIES[(connector, host, status)] = (
+        CALLS.labels(connector, host, status),
+        DURATION.labels(connector, host),
+        BYTES.labels(connector, host, "sent"),
+        BYTES.labels(connector, host, "received"),
+    )
+    return found

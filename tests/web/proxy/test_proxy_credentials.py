@@ -163,3 +163,17 @@ async def test_head_and_a_chunked_upload_go_through(broker: Client, fake: Fake) 
     resp = await broker.patch(url, headers=runtime(token), data=pieces())
     assert await resp.json() == {"method": "PATCH", "path": "/echo", "length": 500_000}
     assert api.received[-1].headers["X-Api-Key"] == CANARY
+
+
+async def test_the_answer_keeps_the_provider_s_content_headers(broker: Client, fake: Fake) -> None:
+    _, port = fake
+    token = await runtime_token_for(broker, "px-bearer")
+    for size in (10, 200_000):  # read whole, and streamed
+        resp = await broker.get(
+            f"/v1/runtime/proxy/http/127.0.0.2:{port}/big?size={size}", headers=runtime(token)
+        )
+        assert resp.headers["Content-Type"] == "application/octet-stream"
+        assert resp.headers["Content-Length"] == str(size)
+        assert len(await resp.read()) == size
+    resp = await broker.get(f"/v1/runtime/proxy/http/127.0.0.2:{port}/echo", headers=runtime(token))
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
