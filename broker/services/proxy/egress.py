@@ -61,12 +61,6 @@ class EgressRoute:
         return self.target.origin == other.target.origin
 
 
-READ_BUFFER = 1024 * 1024
-"""Bytes a provider's answer may buffer before reading pauses: with aiohttp's 64 KiB default
-the relay of a large answer stalls on flow control at every few chunks (with this and
-`iter_any` in the relay, 50 MB went through about 1.5x faster: docs/benchmarks.md)."""
-
-
 class Egress:
     """Created unstarted (cheap); `start` opens the two pools inside the running loop."""
 
@@ -95,7 +89,6 @@ class Egress:
                 connector=connector,
                 # a proxy forwards bodies as the provider sent them (Content-Encoding intact)
                 auto_decompress=False,
-                read_bufsize=READ_BUFFER,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
             )
