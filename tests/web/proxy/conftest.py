@@ -31,7 +31,11 @@ AUTHS: dict[str, dict[str, Any]] = {
 }
 
 
-def api_key_manifest(key: str, port: int, auth: dict[str, Any], **connection: Any) -> Any:
+def api_key_manifest(
+    key: str, port: int, auth: dict[str, Any] | None, **connection: Any
+) -> dict[str, Any]:
+    if auth is not None:
+        connection["httpAuth"] = auth
     return {
         "key": key,
         "name": key,
@@ -51,7 +55,6 @@ def api_key_manifest(key: str, port: int, auth: dict[str, Any], **connection: An
                     "account": {"type": "string"},
                 },
             },
-            "httpAuth": auth,
             **connection,
         },
     }
@@ -72,6 +75,7 @@ def connectors(tmp_path: Path, fake: tuple[FakeApi, int]) -> Path:
             rateLimit={"requests": 3, "perSeconds": 3600},
         )
     )
+    manifests.append(api_key_manifest("px-none", port, None))
     return write_connectors(tmp_path / "connectors", manifests)
 
 

@@ -204,3 +204,14 @@ async def test_a_path_with_a_newline_still_gets_a_json_answer(broker: Client) ->
         assert resp.status == status
         assert resp.content_type == "application/json"
         assert "X-Request-Id" in resp.headers
+
+
+async def test_an_api_key_connector_without_http_auth_has_nothing_to_inject(
+    broker: Client, fake: Fake
+) -> None:
+    api, port = fake
+    token = await runtime_token_for(broker, "px-none")
+    resp = await broker.get(f"/v1/runtime/proxy/http/127.0.0.2:{port}/x", headers=runtime(token))
+    message = await refused(resp, 400, "invalid_request")
+    assert "connection.httpAuth" in message
+    assert api.received == []
