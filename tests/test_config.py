@@ -59,6 +59,9 @@ def test_environment_and_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("BROKER_MAX_HEADER_BYTES", "100", "BROKER_MAX_HEADER_BYTES"),
         ("BROKER_CONNECT_RATE_BURST", "0", "BROKER_CONNECT_RATE_BURST"),
         ("BROKER_TRUSTED_PROXIES", "10.0.0.1/8", "BROKER_TRUSTED_PROXIES"),
+        ("BROKER_EGRESS_NAMESERVERS", "10.0.0.2,dns.example.com", "'dns.example.com' is not ip"),
+        ("BROKER_EGRESS_NAMESERVERS", "10.0.0.2:0", "'10.0.0.2:0' is not ip[:port]"),
+        ("BROKER_EGRESS_NAMESERVERS", "[::1]x", "BROKER_EGRESS_NAMESERVERS"),
     ],
 )
 def test_invalid_values_are_named(
@@ -70,6 +73,12 @@ def test_invalid_values_are_named(
     assert fragment in str(info.value)
     if name == "BROKER_ADMIN_TOKEN":
         assert value not in str(info.value).replace("BROKER_", "")
+
+
+def test_egress_nameservers(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().egress_nameservers == []  # the system resolver
+    monkeypatch.setenv("BROKER_EGRESS_NAMESERVERS", "10.0.0.2, 127.0.0.1:5353,[fd00::53]:53")
+    assert load_settings().egress_nameservers == ["10.0.0.2", "127.0.0.1:5353", "[fd00::53]:53"]
 
 
 def test_runnable_needs_keyring_and_admin_token(

@@ -18,6 +18,7 @@ from broker.config.values import (
     check_origins,
     check_store_url,
     events_signing_key,
+    nameserver_address,
     origin_of,
     split_list,
 )
@@ -76,6 +77,12 @@ class Settings(BaseSettings):
     events_pull_delay: float = Field(default=2.0, ge=0, le=300)
     """GET /v1/events lists an event only once it is this many seconds old, so an event
     still on its way into the log cannot land behind a consumer's cursor."""
+    proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """The largest request body the egress proxy forwards (413 above it); an idempotent
+    call of an OAuth connection holds its body in memory up to this size, for a retry."""
+    proxy_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds the egress proxy waits to connect to a provider, and at most between two
+    reads of its answer (a long answer may stream for longer in all)."""
     log_format: LogFormat = "text"
     """`json`: one JSON object per log line, for a log shipper (broker/logs.py)."""
     log_level: LogLevel = "INFO"
@@ -103,13 +110,29 @@ class Settings(BaseSettings):
     runtime_rate_burst: int = Field(default=100, ge=1, le=1_000_000)
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
     """Peers whose `X-Forwarded-For` names the client (CIDRs); anyone else is the client."""
+    egress_nameservers: Annotated[list[str], NoDecode] = []
+    """DNS servers (`ip[:port]`, `[ipv6]:port`) that resolve provider hosts for the egress
+    proxy; empty: the system resolver. Every answer is checked (docs/architecture.md)."""
     test_crash_at: str | None = None
     """Tests only, refused outside dev mode: `<point>[:<connector>]` makes the process SIGKILL
     itself when a refresh (of that connector) reaches the point (`CRASH_POINTS`)."""
 
     _split_lists = field_validator(
-        "admin_token", "allowed_return_origins", "connectors_dirs", "trusted_proxies", mode="before"
+        "admin_token",
+        "allowed_return_origins",
+        "connectors_dirs",
+        "trusted_proxies",
+        "egress_nameservers",
+        mode="before",
     )(split_list)
+
+    @field_validator("egress_nameservers")
+    @classmethod
+    def _nameservers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            if nameserver_address(server) is None:
+                raise ValueError(f"{server!r} is not ip[:port] or [ipv6]:port")
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,3 +71,23 @@ def check_origins(value: list[str]) -> list[str]:
         if origin_of(origin) != origin or not urlsplit(origin).netloc:
             raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
     return value
+
+
+def nameserver_address(server: str) -> tuple[str, int] | None:
+    """(address, port) of `ip[:port]` or `[ipv6][:port]` (port 53 by default); None if it
+    is neither."""
+    host, port = server, "53"
+    if server.startswith("["):
+        host, sep, rest = server[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] or port
+    elif server.count(":") == 1:
+        host, port = server.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return address.compressed, int(port)

@@ -14,6 +14,7 @@ from broker.config import Settings
 from broker.manifest import Catalog
 from broker.services.audit import AuditLog
 from broker.services.background import Background, settle
+from broker.services.proxy import Egress
 from broker.services.records import StoredToken
 from broker.services.single_flight import SingleFlight
 from broker.store.cache import ChangeNotifier
@@ -46,3 +47,7 @@ class Context:
             return [*self.refreshes.running(), *self.background.tasks()]
 
         return await settle(under_way, within, time.monotonic)
+
+    egress: Egress = field(default_factory=Egress)
+    """Provider calls through the egress proxy: `permissions.http`, address checks, and its
+    own connection pools (started and closed by the composition root)."""

@@ -22,6 +22,7 @@ from broker.metrics import background_error
 from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.events import EventWorker
+from broker.services.proxy import Egress
 from broker.services.refresh import Refresher
 from broker.store import open_store
 from broker.store.base import ChangeFeed
@@ -43,6 +44,7 @@ from broker.web.routes import (
     oauth_apps,
     oauth_callback,
     openapi,
+    proxy,
     runtime,
     webhooks,
 )
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         oauth_callback,
         assets,
         runtime,
+        proxy,
         webhooks,
         events,
     ):
@@ -196,7 +199,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     cache = RecordCache(store.get) if isinstance(backend, ChangeFeed) else None
     sealed = SealedStore(store, app[KEYRING].get, cache)
     audit = AuditLog(sealed, time.time, settings.audit_retention)
-    ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
+    egress = Egress(settings.egress_nameservers)
+    await egress.start()
+    ctx = Context(
+        settings=settings,
+        catalog=app[CATALOG],
+        store=sealed,
+        http=http,
+        audit=audit,
+        egress=egress,
+    )
     app[STORE] = store
     app[CONTEXT] = ctx
     tasks = [
@@ -233,6 +245,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         try:
             await audit.flush()  # after the wind-down: the refreshes it let finish audit too
         finally:
+            await egress.close()
             await http.close()
             await store.close()
 

@@ -80,7 +80,7 @@ def handled(handler: Handler, limit: Limit | None = None) -> Handler:
 
 UNMATCHED = "unmatched"
 """The catch-all route's name, and the metrics label of requests no route matched."""
-UNMATCHED_PATH = "/{unmatched_path:.*}"
+UNMATCHED_PATH = r"/{unmatched_path:[\s\S]*}"  # `.` would miss a path with a newline
 
 
 async def unmatched(request: web.Request) -> NoReturn:
@@ -166,11 +166,13 @@ def guard(request: web.Request) -> None:
     (verified without a store round trip), every other /v1/* route an admin token.
 
     A declared oversized body is refused here; a chunked one is capped when read
-    (`client_max_size`)."""
+    (`client_max_size`). The egress proxy has its own limit (BROKER_PROXY_MAX_BODY_BYTES),
+    applied as it streams the body on."""
     limit = request.app[SETTINGS].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     path = request.path
+    too_large = request.content_length is not None and request.content_length > limit
+    if too_large and not is_proxy_path(path):
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     if path.startswith("/v1/"):
         if is_runtime_path(path):
             keyring = request.app[KEYRING].current
@@ -183,6 +185,13 @@ def guard(request: web.Request) -> None:
 
 def is_runtime_path(path: str) -> bool:
     return path.startswith("/v1/runtime/")
+
+
+PROXY_PATH = "/v1/runtime/proxy"
+
+
+def is_proxy_path(path: str) -> bool:
+    return path == PROXY_PATH or path.startswith(PROXY_PATH + "/")
 
 
 def is_admin_path(path: str) -> bool:
