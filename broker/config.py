@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -51,6 +52,26 @@ def events_signing_key(secret: str) -> bytes:
         raise ValueError(
             "must be whsec_<base64> (or bare base64), as Standard Webhooks receivers expect"
         ) from None
+
+
+def nameserver_address(server: str) -> tuple[str, int] | None:
+    """(address, port) of `ip[:port]` or `[ipv6][:port]` (port 53 by default); None if it
+    is neither."""
+    host, port = server, "53"
+    if server.startswith("["):
+        host, sep, rest = server[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:] or port
+    elif server.count(":") == 1:
+        host, port = server.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return address.compressed, int(port)
 
 
 def origin_of(url: str) -> str:
@@ -120,12 +141,19 @@ class Settings(BaseSettings):
     """The Connect pages' accent colour, `#rrggbb` (buttons, the top bar)."""
     brand_logo_file: Path | None = None
     """A PNG, SVG, JPEG, WebP or GIF the Connect pages show, served by the broker."""
+    egress_nameservers: Annotated[list[str], NoDecode] = []
+    """DNS servers (`ip[:port]`, `[ipv6]:port`) that resolve provider hosts for the egress
+    proxy; empty: the system resolver. Every answer is checked (docs/architecture.md)."""
     test_crash_at: str | None = None
     """Tests only, refused outside dev mode: `<point>[:<connector>]` makes the process SIGKILL
     itself when a refresh (of that connector) reaches the point (`CRASH_POINTS`)."""
 
     _split_lists = field_validator(
-        "admin_token", "allowed_return_origins", "connectors_dirs", mode="before"
+        "admin_token",
+        "allowed_return_origins",
+        "connectors_dirs",
+        "egress_nameservers",
+        mode="before",
     )(_split)
 
     @field_validator("log_format", mode="before")
@@ -180,6 +208,14 @@ class Settings(BaseSettings):
         for origin in value:
             if origin_of(origin) != origin or not urlsplit(origin).netloc:
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("egress_nameservers")
+    @classmethod
+    def _nameservers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            if nameserver_address(server) is None:
+                raise ValueError(f"{server!r} is not ip[:port] or [ipv6]:port")
         return value
 
     @field_validator("admin_token")

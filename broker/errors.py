@@ -9,6 +9,7 @@
     │   └── NotOAuth                     400 not_oauth
     ├── Unauthorized                     401 unauthorized
     ├── NotGranted                       403 not_granted
+    ├── EgressDenied                     403 egress_denied      (names the rule that refused)
     ├── NotFound                         404 not_found
     ├── Conflict                         409 conflict
     │   ├── VersionConflict              409 version_conflict   (CAS lost)
@@ -100,6 +101,15 @@ class Unauthorized(BrokerError):
 
 class NotGranted(BrokerError):
     code = "not_granted"
+    status = 403
+
+
+class EgressDenied(BrokerError):
+    """A provider call through the egress proxy that `permissions.http` or the address rules
+    refuse. The message is the rule that refused: hosts, ports and address classes, never a
+    query value or a credential."""
+
+    code = "egress_denied"
     status = 403
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from broker.errors import Problem
 from broker.manifest import settings_schema
 from broker.manifest.cron import cron_problem
-from broker.manifest.models import Manifest
+from broker.manifest.http_permissions import pattern_problem
+from broker.manifest.models import BasicAuth, Manifest
 from broker.manifest.templates import allowed_url, check_template
 
 # Parameters the broker itself sets; a manifest overriding them would break the protocol or
@@ -38,6 +39,7 @@ def cross_check(m: Manifest) -> list[Problem]:
     return [
         *_check_permissions(m),
         *_check_connection(m),
+        *_check_http_auth(m),
         *_check_webhooks(m),
         *_check_streams(m),
         *_check_fields(m),
@@ -46,9 +48,9 @@ def cross_check(m: Manifest) -> list[Problem]:
 
 def _check_permissions(m: Manifest) -> list[Problem]:
     problems = [
-        Problem(f"$.permissions.http[{i}]", "must be an https:// URL pattern")
+        Problem(f"$.permissions.http[{i}]", problem)
         for i, pattern in enumerate(m.permissions.http)
-        if not allowed_url(pattern.replace("*", "x"))
+        if (problem := pattern_problem(pattern)) is not None
     ]
     declared = settings_schema.declared(m.settings_schema)
     problems += [
@@ -126,6 +128,39 @@ def _check_connection(m: Manifest) -> list[Problem]:
         )
         for name in settings_schema.declared(schema) & _TOKEN_SETTINGS
     ]
+    return problems
+
+
+def _check_http_auth(m: Manifest) -> list[Problem]:
+    """The settings `httpAuth` names are declared; the credential parts are x-secret (a
+    Basic username may be a plain setting, as Twilio's account SID is). They need no grant
+    in permissions.secrets: the proxy injects them, the runtime never reads them."""
+    auth = m.connection.http_auth
+    if auth is None:
+        return []
+    where = "$.connection.httpAuth"
+    if m.oauth is not None:
+        return [Problem(where, "an OAuth connector's calls carry its access token (no httpAuth)")]
+    declared = settings_schema.declared(m.settings_schema)
+    secrets = settings_schema.secret_names(m.settings_schema)
+    if isinstance(auth, BasicAuth):
+        if auth.username is None and auth.password is None:
+            return [Problem(where, "basic needs a username or a password setting")]
+        named = [("username", auth.username, False), ("password", auth.password, True)]
+    else:
+        named = [("secret", auth.secret, True)]
+    problems: list[Problem] = []
+    for field, name, secret in named:
+        if name is None:
+            continue
+        if name not in declared:
+            problems.append(
+                Problem(f"{where}.{field}", f"{name!r} is not declared in settingsSchema")
+            )
+        elif secret and name not in secrets:
+            problems.append(
+                Problem(f"{where}.{field}", f"{name!r} is a credential: declare it x-secret")
+            )
     return problems
 
 

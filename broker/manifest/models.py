@@ -7,7 +7,7 @@ so unknown keys are refused. The rules that span blocks are `broker.manifest.che
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -83,6 +83,49 @@ class OAuthConfig(_Model):
                 yield to_camel(name), value
 
 
+class BearerAuth(_Model):
+    """`Authorization: Bearer <secret>`."""
+
+    type: Literal["bearer"]
+    secret: str = Field(min_length=1)
+
+
+class BasicAuth(_Model):
+    """`Authorization: Basic base64(<username>:<password>)`; an omitted part is empty."""
+
+    type: Literal["basic"]
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = Field(default=None, min_length=1)
+
+
+class HeaderAuth(_Model):
+    """`<name>: <secret>` (Postmark's `X-Postmark-Server-Token`, Brevo's `api-key`)."""
+
+    type: Literal["header"]
+    name: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")  # an RFC 9110 token
+    secret: str = Field(min_length=1)
+
+
+class QueryAuth(_Model):
+    """`?<name>=<secret>` appended to the provider URL."""
+
+    type: Literal["query"]
+    name: str = Field(pattern=r"^[A-Za-z0-9._~-]{1,64}$")  # unreserved: no encoding needed
+    secret: str = Field(min_length=1)
+
+
+HttpAuth = Annotated[BearerAuth | BasicAuth | HeaderAuth | QueryAuth, Field(discriminator="type")]
+"""Where an API-key connector's credential goes on a provider call through the egress proxy
+(OAuth connectors inject their bearer access token instead)."""
+
+
+class RateLimit(_Model):
+    """At most `requests` provider calls per `per_seconds`, per connection, across replicas."""
+
+    requests: int = Field(gt=0)
+    per_seconds: float = Field(gt=0)
+
+
 class Connection(_Model):
     test_connection: TestConnection | None = None
     setup: Setup | None = None
@@ -90,6 +133,8 @@ class Connection(_Model):
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     oauth: OAuthConfig | None = None
+    http_auth: HttpAuth | None = None
+    rate_limit: RateLimit | None = None
 
 
 class Webhooks(_Model):

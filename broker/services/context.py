@@ -11,6 +11,7 @@ import aiohttp
 from broker.config import Settings
 from broker.manifest import Catalog
 from broker.services.audit import AuditLog
+from broker.services.proxy import Egress
 from broker.services.records import StoredToken
 from broker.services.single_flight import SingleFlight
 from broker.store.cache import ChangeNotifier
@@ -31,3 +32,6 @@ class Context:
     refreshes: SingleFlight[StoredToken] = field(default_factory=SingleFlight)
     """Refreshes under way in this process, one per connection id (`services.refresh`); a
     forced one (a runtime said the token was refused) is not joined by plain reads."""
+    egress: Egress = field(default_factory=Egress)
+    """Provider calls through the egress proxy: `permissions.http`, address checks, and its
+    own connection pools (started and closed by the composition root)."""

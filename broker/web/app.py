@@ -21,6 +21,7 @@ from broker.metrics import background_error
 from broker.services.audit import AuditLog
 from broker.services.context import Context
 from broker.services.events import EventWorker
+from broker.services.proxy import Egress
 from broker.services.refresh import Refresher
 from broker.store import open_store
 from broker.store.base import ChangeFeed
@@ -145,7 +146,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     cache = RecordCache(store.get) if isinstance(backend, ChangeFeed) else None
     sealed = SealedStore(store, app[KEYRING].get, cache)
     audit = AuditLog(sealed, time.time, settings.audit_retention)
-    ctx = Context(settings=settings, catalog=app[CATALOG], store=sealed, http=http, audit=audit)
+    egress = Egress(settings.egress_nameservers)
+    await egress.start()
+    ctx = Context(
+        settings=settings,
+        catalog=app[CATALOG],
+        store=sealed,
+        http=http,
+        audit=audit,
+        egress=egress,
+    )
     app[STORE] = store
     app[CONTEXT] = ctx
     tasks = [asyncio.create_task(audit.run(), name="audit-flush")]
@@ -175,5 +185,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         try:
             await audit.flush()
         finally:
+            await egress.close()
             await http.close()
             await store.close()
