@@ -68,9 +68,8 @@ class ProviderError(BrokerRuntimeError, errors.ProviderError):
     pass
 
 
-class EgressDenied(BrokerRuntimeError):
-    code = "egress_denied"
-    status = 403
+class EgressDenied(BrokerRuntimeError, errors.EgressDenied):
+    pass
 
 
 class RateLimited(BrokerRuntimeError, errors.RateLimited):

@@ -195,7 +195,7 @@ async def test_negative_min_ttl_is_refused_locally(client: BrokerClient) -> None
         (500, "internal_error", BrokerRuntimeError, errors.BrokerError),
         (429, "rate_limited", RateLimited, errors.RateLimited),
         (413, "payload_too_large", PayloadTooLarge, errors.PayloadTooLarge),
-        (403, "egress_denied", EgressDenied, BrokerRuntimeError),
+        (403, "egress_denied", EgressDenied, errors.EgressDenied),
     ],
 )
 async def test_error_codes_map_to_exceptions_without_retry(
