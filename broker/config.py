@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     events_pull_delay: float = Field(default=2.0, ge=0, le=300)
     """GET /v1/events lists an event only once it is this many seconds old, so an event
     still on its way into the log cannot land behind a consumer's cursor."""
+    proxy_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """The largest request body the egress proxy forwards (413 above it); an idempotent
+    call of an OAuth connection holds its body in memory up to this size, for a retry."""
+    proxy_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds the egress proxy waits to connect to a provider, and at most between two
+    reads of its answer (a long answer may stream for longer in all)."""
     log_format: LogFormat = "text"
     """`json`: one JSON object per log line, for a log shipper (broker/logs.py)."""
     log_level: LogLevel = "INFO"

@@ -26,6 +26,11 @@ from broker.services.records import Connection, RuntimeView, StoredToken
 from broker.store import keys
 
 
+async def connection_view(ctx: Context, grant: RuntimeGrant) -> RuntimeView:
+    """The connection's runtime view (settings, secrets, token), checked as every read is."""
+    return (await _connection(ctx, grant))[0]
+
+
 async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, bytes, int]:
     """The connection's runtime view, with the record's JSON (for the full parse the refresh
     path needs) and version. A cache hit costs no await at all (the grant's id was checked
@@ -78,19 +83,27 @@ async def access_token(
         grant.connection_id,
         errors=BrokerError,
     ):
-        if not grant.oauth:
-            raise NotOAuth("this connection does not use OAuth")
-        view, raw, version = await _connection(ctx, grant)
-        wanted = ctx.settings.refresh_margin if min_ttl is None else min_ttl
-        token = view.token
-        if not force and view.status == "active" and refresh.is_fresh(token, wanted, ctx.clock()):
-            assert token is not None
-            return token  # the hot path: nothing to refresh, nothing to await
-        if not force and view.status == "active":
-            joined = refresh.join_unforced(ctx, grant.connection_id)
-            if joined is not None:
-                return await joined
-        current = Connection.model_validate_json(raw), version
-        return await refresh.ensure_fresh(
-            ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
-        )
+        return await current_token(ctx, grant, min_ttl=min_ttl, force=force)
+
+
+async def current_token(
+    ctx: Context, grant: RuntimeGrant, *, min_ttl: float | None, force: bool = False
+) -> StoredToken:
+    """`access_token` without its audit entry: for the egress proxy, which audits the
+    call it makes with the token instead."""
+    if not grant.oauth:
+        raise NotOAuth("this connection does not use OAuth")
+    view, raw, version = await _connection(ctx, grant)
+    wanted = ctx.settings.refresh_margin if min_ttl is None else min_ttl
+    token = view.token
+    if not force and view.status == "active" and refresh.is_fresh(token, wanted, ctx.clock()):
+        assert token is not None
+        return token  # the hot path: nothing to refresh, nothing to await
+    if not force and view.status == "active":
+        joined = refresh.join_unforced(ctx, grant.connection_id)
+        if joined is not None:
+            return await joined
+    current = Connection.model_validate_json(raw), version
+    return await refresh.ensure_fresh(
+        ctx, grant.connection_id, min_ttl=wanted, force=force, current=current
+    )

@@ -152,6 +152,12 @@ class Store(Protocol):
     async def index_trim(self, index: str, below: str) -> int:
         """Remove the members that sort before `below`; returns how many."""
 
+    async def rate_limit(self, key: str, rate: float, burst: float, cost: float = 1) -> float:
+        """Take `cost` tokens from the token bucket `key`, which holds at most `burst` and
+        refills at `rate` tokens a second (a new bucket starts full). Returns 0.0 when taken,
+        else the seconds until `cost` tokens will be there, taking nothing. Atomic across
+        every process sharing the store; the backend's clock (one clock) drives the refill."""
+
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the store answers."""
 
@@ -167,6 +173,14 @@ class ChangeFeed(Protocol):
     async def watch_changes(self, on_change: Callable[[str | None], None]) -> None:
         """Run until cancelled, calling `on_change(key)` after each write of a durable record
         and `on_change(None)` whenever changes may have been missed (forget everything)."""
+
+
+def check_rate(rate: float, burst: float, cost: float) -> None:
+    """The arguments every backend accepts: a bucket that can ever grant `cost`."""
+    if not rate > 0 or not burst > 0:
+        raise ValueError("rate and burst must be positive")
+    if not 0 < cost <= burst:
+        raise ValueError("cost must be positive and at most burst")
 
 
 def check_index(index: str, member: str | None = None, limit: int | None = None) -> None:

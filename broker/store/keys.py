@@ -103,6 +103,12 @@ def event_delivery_lock(stream: str) -> str:
     return _tagged(stream, "events-lock")
 
 
+def rate_bucket(owner: str, name: str) -> str:
+    """A token bucket (`Store.rate_limit`): `owner` is a record id (`conn_1`) or a made-up one
+    naming what is limited (`rate_connect_<address>`); never a secret."""
+    return _tagged(owner, f"rate:{name}")
+
+
 def part(key: str) -> str:
     """What follows the hash tag: `{conn_1}:record` -> `record`."""
     return key[key.find("}") + 2 :]

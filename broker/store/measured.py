@@ -33,6 +33,7 @@ Operation = Literal[
     "take",
     "acquire",
     "release",
+    "rate_limit",
     "schedule",
     "unschedule",
     "due",
@@ -108,6 +109,9 @@ class MeasuredStore:
 
     async def release(self, key: str, token: str) -> bool:
         return await self._measured("release", self._inner.release(key, token))
+
+    async def rate_limit(self, key: str, rate: float, burst: float, cost: float = 1) -> float:
+        return await self._measured("rate_limit", self._inner.rate_limit(key, rate, burst, cost))
 
     async def schedule(self, key: str, at: float) -> None:
         await self._measured("schedule", self._inner.schedule(key, at))

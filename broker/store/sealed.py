@@ -134,13 +134,16 @@ class SealedStore:
         """The sealed entries as stored (the rewrap reads the key ids in their headers)."""
         return await self._inner.scan(prefix, cursor, limit)
 
-    # --- locks, due index, ordered indexes, lifecycle (no secrets: pass-through) -----------
+    # --- locks, rate buckets, due index, ordered indexes, lifecycle (no secrets: pass-through)
 
     async def acquire(self, key: str, ttl: float) -> str | None:
         return await self._inner.acquire(key, ttl)
 
     async def release(self, key: str, token: str) -> bool:
         return await self._inner.release(key, token)
+
+    async def rate_limit(self, key: str, rate: float, burst: float, cost: float = 1) -> float:
+        return await self._inner.rate_limit(key, rate, burst, cost)
 
     async def schedule(self, key: str, at: float) -> None:
         await self._inner.schedule(key, at)

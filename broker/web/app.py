@@ -42,6 +42,7 @@ from broker.web.routes import (
     oauth_apps,
     oauth_callback,
     openapi,
+    proxy,
     runtime,
     webhooks,
 )
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, catalog: Catalog | None = None) -> web.App
         oauth_callback,
         assets,
         runtime,
+        proxy,
         webhooks,
         events,
     ):

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 
 from broker import metrics
 from broker.crypto.runtime_tokens import TokenVerifier
-from broker.errors import BrokerError, PayloadTooLarge, Unauthorized
+from broker.errors import BrokerError, PayloadTooLarge, RateLimited, Unauthorized
 from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
 from broker.web.pages import error_page
 from broker.web.state import ADMIN_TOKENS, GRANT, KEYRING
@@ -98,6 +98,8 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except BrokerError as exc:
         response = _error(request, exc.code, str(exc), exc.status)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
     except web.HTTPRequestEntityTooLarge:
         exc2 = PayloadTooLarge("request body is too large")
         response = _error(request, exc2.code, str(exc2), exc2.status)
@@ -145,10 +147,12 @@ def guard(request: web.Request) -> None:
     (verified without a store round trip), every other /v1/* route an admin token.
 
     A declared oversized body is refused here; a chunked one is capped when read
-    (`client_max_size`)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    (`client_max_size`). The egress proxy has its own limit (BROKER_PROXY_MAX_BODY_BYTES),
+    applied as it streams the body on."""
     path = request.path
+    too_large = request.content_length is not None and request.content_length > MAX_BODY_BYTES
+    if too_large and not is_proxy_path(path):
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
     if path.startswith("/v1/"):
         if is_runtime_path(path):
             keyring = request.app[KEYRING].current
@@ -161,6 +165,13 @@ def guard(request: web.Request) -> None:
 
 def is_runtime_path(path: str) -> bool:
     return path.startswith("/v1/runtime/")
+
+
+PROXY_PATH = "/v1/runtime/proxy"
+
+
+def is_proxy_path(path: str) -> bool:
+    return path == PROXY_PATH or path.startswith(PROXY_PATH + "/")
 
 
 def is_admin_path(path: str) -> bool:

@@ -24,6 +24,7 @@ import pytest
 from broker.errors import LockLost, VersionConflict
 from broker.store import keys
 from broker.store.base import Entry, Fence, Store
+from tests.store.conformance_rates import RateLimitConformance
 
 # Short enough to keep the suite fast, long enough that a loaded CI box does not expire a key
 # between the write and the first read.
@@ -35,7 +36,7 @@ def uid() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class StoreConformance:
+class StoreConformance(RateLimitConformance):
     """Base class: subclass it as `Test<Backend>` and provide a `store` fixture."""
 
     ordered_due: ClassVar[bool] = True

@@ -53,6 +53,7 @@ def every_call(store: Store) -> dict[str, Callable[[], Awaitable[object]]]:
         "acquire": lambda: store.acquire(LOCK, 30),
         "put_fenced": lambda: store.put_fenced(KEY, b"v3", None, Fence(LOCK, "not-the-owner")),
         "release": lambda: store.release(LOCK, "not-the-owner"),
+        "rate_limit": lambda: store.rate_limit(keys.rate_bucket("conn_measured", "t"), 1, 1),
         "scan": lambda: store.scan(keys.CONNECTION_PREFIX),
         "put_ttl": lambda: store.put_ttl(keys.oauth_state("measured"), b"state", 30),
         "take": lambda: store.take(keys.oauth_state("measured")),

@@ -2,6 +2,7 @@
 
     <ns>:<store key>              hash {v, n}: a record (value, version); PEXPIRE for put_ttl
     <ns>:<store key>#lock         string: lock owner token, PX ttl
+    <ns>:<store key>#rate         hash {t, a}: a token bucket (tokens, at), PEXPIRE when full
     <ns>#due:{<partition tag>}    sorted set: due-time index partition, member = store key
     <ns>#index:{<index name>}     sorted set, all scores 0: an ordered index (ids, by bytes)
 
@@ -28,6 +29,8 @@ DUE_PARTITIONS = 16
 sit in partitions nobody reads, so change it only with a migration."""
 
 LOCK_SUFFIX = "#lock"
+RATE_SUFFIX = "#rate"
+_NOT_RECORDS = (LOCK_SUFFIX, RATE_SUFFIX)
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
@@ -71,13 +74,16 @@ class Layout:
         )
 
     def record(self, key: str) -> str:
-        if key.endswith(LOCK_SUFFIX):
-            # it would be indistinguishable from a lock and invisible to scan
-            raise ValueError(f"store keys cannot end with {LOCK_SUFFIX!r}")
+        if key.endswith(_NOT_RECORDS):
+            # it would be indistinguishable from a lock or bucket and invisible to scan
+            raise ValueError(f"store keys cannot end with {LOCK_SUFFIX!r} or {RATE_SUFFIX!r}")
         return self._record_prefix + key
 
     def lock(self, key: str) -> str:
         return self._record_prefix + key + LOCK_SUFFIX
+
+    def rate(self, key: str) -> str:
+        return self._record_prefix + key + RATE_SUFFIX
 
     def due_key(self, key: str) -> str:
         """The due-index partition holding `key`: the one owning the slot of its record."""
@@ -91,11 +97,12 @@ class Layout:
         return glob_escape(self._record_prefix + prefix) + "*"
 
     def store_key(self, redis_key: bytes) -> str | None:
-        """The store key of a record's Redis key, or None for a lock or a foreign key."""
+        """The store key of a record's Redis key, or None for a lock, a bucket or a foreign
+        key."""
         try:
             name = redis_key.decode()
         except UnicodeDecodeError:
             return None
-        if not name.startswith(self._record_prefix) or name.endswith(LOCK_SUFFIX):
+        if not name.startswith(self._record_prefix) or name.endswith(_NOT_RECORDS):
             return None
         return name[len(self._record_prefix) :]

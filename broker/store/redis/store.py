@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -24,11 +23,21 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from broker.errors import LockLost, StoreUnavailable, VersionConflict
-from broker.store.base import DueItem, Fence, PutItem, ScanPage, check_fence, check_index
+from broker.store.base import (
+    DueItem,
+    Fence,
+    PutItem,
+    ScanPage,
+    check_fence,
+    check_index,
+    check_rate,
+)
+from broker.store.redis import rates
 from broker.store.redis import scripts as lua
 from broker.store.redis.batch import put_pipelined
 from broker.store.redis.change_feed import watch_changes
 from broker.store.redis.connect import Client, connect
+from broker.store.redis.due import due_items
 from broker.store.redis.layout import DUE_PARTITIONS, Layout
 from broker.store.redis.scan import scan_page
 
@@ -65,6 +74,7 @@ class RedisStore:
         self._take = client.register_script(lua.TAKE)
         self._release = client.register_script(lua.RELEASE)
         self._index_add = client.register_script(lua.INDEX_ADD)
+        self._take_tokens = client.register_script(rates.TAKE_TOKENS)
 
     @classmethod
     async def open(
@@ -200,6 +210,12 @@ class RedisStore:
         result = await self._run("release", lambda: self._release(keys=[name], args=[token]))
         return int(result) == 1
 
+    async def rate_limit(self, key: str, rate: float, burst: float, cost: float = 1) -> float:
+        check_rate(rate, burst, cost)
+        names, args = [self._layout.rate(key)], [repr(rate), repr(burst), repr(cost)]
+        reply = await self._run("rate_limit", lambda: self._take_tokens(keys=names, args=args))
+        return rates.wait_seconds(reply)
+
     async def index_add(self, index: str, member: str, ttl: float) -> None:
         check_index(index, member)
         args: list[str | int] = [member, _ms(ttl)]
@@ -245,27 +261,9 @@ class RedisStore:
         await self._run("unschedule", lambda: self._client.zrem(index, key))
 
     async def due(self, now: float, limit: int) -> list[DueItem]:
-        """Partitions are read in one pipeline and concatenated from a random partition on,
-        so replicas polling at once start on different partitions instead of all fighting
-        over the globally earliest items."""
         if limit <= 0:
             return []
-        rows = await self._run("due", lambda: self._due_rows(now, limit))
-        start = random.randrange(len(rows))  # load spreading, not security
-        items: list[DueItem] = []
-        for row in rows[start:] + rows[:start]:
-            for member, score in row:
-                items.append(DueItem(bytes(member).decode(), float(score)))
-                if len(items) == limit:
-                    return items
-        return items
-
-    async def _due_rows(self, now: float, limit: int) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        for index in self._layout.due_keys:
-            pipe.zrangebyscore(index, "-inf", now, start=0, num=limit, withscores=True)
-        rows: list[Any] = await pipe.execute()
-        return rows
+        return await self._run("due", lambda: due_items(self._client, self._layout, now, limit))
 
     async def watch_changes(self, on_change: Callable[[str | None], None]) -> None:
         """Call `on_change(store_key)` for every durable write by any replica, until cancelled.

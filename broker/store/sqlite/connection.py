@@ -43,6 +43,13 @@ _SCHEMA = (
         PRIMARY KEY (name, member)
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS ordered_expiry ON ordered (expires_at)",
+    """CREATE TABLE IF NOT EXISTS rates (
+        key TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS rates_expiry ON rates (expires_at)",
 )
 
 PURGE_BATCH = 4

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, TypeVar
 
 from broker.errors import LockLost, StoreUnavailable, VersionConflict
-from broker.store.base import DueItem, Fence, PutItem, ScanPage, check_fence
-from broker.store.sqlite import indexes, locks
+from broker.store.base import DueItem, Fence, PutItem, ScanPage, check_fence, check_rate
+from broker.store.sqlite import indexes, locks, rates
 from broker.store.sqlite.connection import (
     PURGE_BATCH,
     Job,
@@ -200,6 +200,10 @@ class SqliteStore:
 
     async def release(self, key: str, token: str) -> bool:
         return await self._run(locks.release(key, token))
+
+    async def rate_limit(self, key: str, rate: float, burst: float, cost: float = 1) -> float:
+        check_rate(rate, burst, cost)
+        return await self._run(rates.take(key, rate, burst, cost))
 
     async def schedule(self, key: str, at: float) -> None:
         await self._run(indexes.schedule(key, at))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
 from broker.crypto.runtime_tokens import RuntimeGrant, create_runtime_token
-from broker.errors import InvalidRequest, RateLimited
+from broker.errors import InvalidRequest
 from broker.logs import note_connection
 from broker.services import connections, runtime_access
 from broker.services.record_ids import check_tenant_id
@@ -24,7 +24,6 @@ from broker.web.openapi.spec import (
     query,
     schema_of,
 )
-from broker.web.request_guard import error_body
 from broker.web.state import CONTEXT, GRANT, KEYRING
 from broker.web.wire import RequestBody, TenantId, Time, Version, iso
 
@@ -229,14 +228,10 @@ async def access_token(request: web.Request) -> web.Response:
     },
 )
 async def force_refresh(request: web.Request) -> web.Response:
-    try:
-        token = await runtime_access.access_token(
-            request.app[CONTEXT], _grant(request), min_ttl=None, force=True
-        )
-    except RateLimited as exc:
-        limited = error_body(exc.code, str(exc), exc.status)
-        limited.headers["Retry-After"] = str(exc.retry_after)
-        return limited
+    # a RateLimited answers 429 with its Retry-After (the request guard)
+    token = await runtime_access.access_token(
+        request.app[CONTEXT], _grant(request), min_ttl=None, force=True
+    )
     return web.json_response(_token_view(token))
 
 
