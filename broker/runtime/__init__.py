@@ -21,6 +21,8 @@ the runtime token.
     transport  one request to the broker: timeouts, retries, errors
     client   `BrokerClient`, the runtime API over HTTP (aiohttp)
     facade   the module-level `Secrets`, `OAuth`, `Http`, `use_client`, `aclose`
+    egress   the broker's `permissions.http` rules, for the test runtime's fake
+    fake_http  `FakeHttp`: the test runtime's egress proxy (canned answers, calls recorded)
     testing  `connector_test_runtime`, fakes for connector tests
 
 The SDK runs inside connector processes: it imports nothing of the server (no store, no

@@ -62,6 +62,8 @@ export class LiveBroker {
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    const child = this.process;
+    process.once("exit", () => child.exitCode === null && child.kill("SIGKILL")); // never outlive the tests
     this.process.stdout!.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
     this.process.stderr!.on("data", (chunk: Buffer) => (this.output += chunk.toString()));
     const deadline = Date.now() + 30_000;
