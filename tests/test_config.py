@@ -55,6 +55,9 @@ def test_environment_and_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("BROKER_ALLOWED_RETURN_ORIGINS", "https://app.example.com/path", "not an origin"),
         ("BROKER_ADMIN_TOKEN", "short", "at least 16 characters"),
         ("BROKER_REFRESH_MARGIN", "-1", "BROKER_REFRESH_MARGIN"),
+        ("BROKER_EGRESS_NAMESERVERS", "10.0.0.2,dns.example.com", "'dns.example.com' is not ip"),
+        ("BROKER_EGRESS_NAMESERVERS", "10.0.0.2:0", "'10.0.0.2:0' is not ip[:port]"),
+        ("BROKER_EGRESS_NAMESERVERS", "[::1]x", "BROKER_EGRESS_NAMESERVERS"),
     ],
 )
 def test_invalid_values_are_named(
@@ -66,6 +69,12 @@ def test_invalid_values_are_named(
     assert fragment in str(info.value)
     if name == "BROKER_ADMIN_TOKEN":
         assert value not in str(info.value).replace("BROKER_", "")
+
+
+def test_egress_nameservers(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().egress_nameservers == []  # the system resolver
+    monkeypatch.setenv("BROKER_EGRESS_NAMESERVERS", "10.0.0.2, 127.0.0.1:5353,[fd00::53]:53")
+    assert load_settings().egress_nameservers == ["10.0.0.2", "127.0.0.1:5353", "[fd00::53]:53"]
 
 
 def test_runnable_needs_keyring_and_admin_token(

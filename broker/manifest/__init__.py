@@ -4,6 +4,8 @@
     settings_schema  a connector's settingsSchema: its checks, settings validation, redaction
     cron             stream schedules, checked not run
     templates        `<name>` URL templates: filling them and keeping them on their host
+    url_parts        an egress URL's host and path, parsed and normalized strictly
+    http_permissions `permissions.http`: the patterns and the decision for one target URL
     checks           the rules that span blocks
     loader           `load_manifest` / `validate_manifest`: structure first, then the checks
     catalog          every manifest the broker serves, loaded once at start
@@ -19,13 +21,19 @@ from broker.manifest.models import (
     UI,
     WEBHOOK_SCHEMES,
     AuthMode,
+    BasicAuth,
+    BearerAuth,
     Connection,
+    HeaderAuth,
+    HttpAuth,
     LineColumn,
     LineField,
     Manifest,
     OAuthClient,
     OAuthConfig,
     Permissions,
+    QueryAuth,
+    RateLimit,
     Setup,
     Stream,
     TestConnection,
@@ -42,14 +50,20 @@ __all__ = [
     "UI",
     "WEBHOOK_SCHEMES",
     "AuthMode",
+    "BasicAuth",
+    "BearerAuth",
     "Catalog",
     "Connection",
+    "HeaderAuth",
+    "HttpAuth",
     "LineColumn",
     "LineField",
     "Manifest",
     "OAuthClient",
     "OAuthConfig",
     "Permissions",
+    "QueryAuth",
+    "RateLimit",
     "Setup",
     "Stream",
     "TestConnection",

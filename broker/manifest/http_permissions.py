@@ -69,10 +69,8 @@ class Target:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if isinstance(self.ip, ipaddress.IPv6Address) else self.host
-        port = "" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
         query = f"?{self.query}" if self.query else ""
-        return f"{self.scheme}://{host}{port}{self.path}{query}"
+        return f"{self.scheme}://{self.where}{self.path}{query}"
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -80,10 +78,10 @@ class Target:
 
     @property
     def where(self) -> str:
-        """`host` or `host:port` for messages (never the path or query)."""
-        port = "" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}"
+        """`host`, `host:port` or `[v6]:port` as in the URL (for messages: never the path
+        or the query)."""
         host = f"[{self.host}]" if isinstance(self.ip, ipaddress.IPv6Address) else self.host
-        return host + port
+        return host + ("" if DEFAULT_PORTS[self.scheme] == self.port else f":{self.port}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,8 @@ def _split(url: str, error: type[Exception]) -> SplitResult:
         raise error("must be an absolute http:// or https:// URL")
     if "@" in parts.netloc:
         raise error("userinfo (user:password@) in the URL is refused")
-    if not parts.netloc or "\\" in parts.netloc:
+    bracketed = "[" in parts.netloc
+    if not parts.netloc or "\\" in parts.netloc or bracketed != (":" in (parts.hostname or "")):
         raise error("the URL has no valid host")
     return parts
 

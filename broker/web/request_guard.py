@@ -70,7 +70,7 @@ def handled(handler: Handler) -> Handler:
 
 UNMATCHED = "unmatched"
 """The catch-all route's name, and the metrics label of requests no route matched."""
-UNMATCHED_PATH = "/{unmatched_path:.*}"
+UNMATCHED_PATH = r"/{unmatched_path:[\s\S]*}"  # `.` would miss a path with a newline
 
 
 async def unmatched(request: web.Request) -> NoReturn:

@@ -181,3 +181,53 @@ def test_catalog_refuses_duplicates_and_missing_dirs(tmp_path: Path) -> None:
     (extra / "shop").mkdir(parents=True)
     (extra / "shop" / "manifest.json").write_text(json.dumps(_shopify_like()))
     assert load_catalog([extra], bundled=False).get("shop").auth_mode == "oauth"
+
+
+HTTP_AUTH = {
+    # the providers' documented schemes (connectors/README.md)
+    "stripe": {"type": "bearer", "secret": "api_key"},
+    "sendgrid": {"type": "bearer", "secret": "api_key"},
+    "resend": {"type": "bearer", "secret": "api_key"},
+    "openai": {"type": "bearer", "secret": "api_key"},
+    "clerk": {"type": "bearer", "secret": "secret_key"},
+    "postmark": {"type": "header", "name": "X-Postmark-Server-Token", "secret": "server_token"},
+    "brevo": {"type": "header", "name": "api-key", "secret": "api_key"},
+    "twilio": {"type": "basic", "username": "account_sid", "password": "auth_token"},
+    "mailchimp": {"type": "basic", "username": "data_center", "password": "api_key"},
+}
+
+
+def test_every_api_key_connector_says_where_its_credential_goes() -> None:
+    catalog = load_catalog([])
+    declared = {
+        m.key: m.connection.http_auth.model_dump(exclude_none=True)
+        for m in catalog
+        if m.connection.http_auth is not None
+    }
+    assert declared == HTTP_AUTH
+    assert {m.key for m in catalog if m.auth_mode == "api_key"} == set(HTTP_AUTH)
+
+
+def test_rate_limits_are_read_in_the_manifests_units() -> None:
+    catalog = load_catalog([])
+    stripe, hubspot = catalog.get("stripe"), catalog.get("hubspot")
+    assert stripe.connection.rate_limit is not None
+    assert (stripe.connection.rate_limit.requests, stripe.connection.rate_limit.per_seconds) == (
+        100,
+        1,
+    )
+    assert hubspot.connection.rate_limit is not None
+    assert hubspot.connection.rate_limit.model_dump(by_alias=True) == {
+        "requests": 100,
+        "perSeconds": 10,
+    }
+    assert catalog.get("twilio").connection.rate_limit is None  # none documented
+
+
+def test_a_connector_may_call_through_the_proxy_without_granting_its_key() -> None:
+    # the proxy injects the key; the runtime, not granted it, can never read it
+    postmark = json.loads((BUNDLED_DIR / "postmark" / "manifest.json").read_text())
+    postmark["permissions"]["secrets"] = {}
+    manifest = validate_manifest(postmark)
+    assert manifest.connection.http_auth is not None
+    assert manifest.granted_secrets == frozenset()

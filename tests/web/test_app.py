@@ -45,6 +45,18 @@ async def test_connectors_lists_the_bundled_catalog(client: Client) -> None:
     assert stripe["settings_schema"]["properties"]["api_key"]["x-secret"] is True
     assert sum(c["auth_mode"] == "oauth" for c in connectors.values()) >= 10
     assert len(connectors) >= 16
+    assert stripe["http"] == ["https://api.stripe.com/*"]
+    assert stripe["http_auth"] == {"type": "bearer", "secret": "api_key"}
+    assert stripe["rate_limit"] == {"requests": 100, "per_seconds": 1}
+    postmark, hubspot = connectors["postmark"], connectors["hubspot"]
+    assert postmark["http_auth"] == {
+        "type": "header",
+        "name": "X-Postmark-Server-Token",
+        "secret": "server_token",
+    }
+    assert postmark["rate_limit"] is None
+    assert hubspot["http_auth"] is None  # OAuth: the access token
+    assert hubspot["rate_limit"] == {"requests": 100, "per_seconds": 10}
 
 
 async def test_unknown_route_and_method_are_json_errors(client: Client) -> None:

@@ -65,10 +65,10 @@ def classify(address: IPAddress) -> AddressClass:
         return AddressClass.MULTICAST
     if isinstance(address, ipaddress.IPv4Address) and address in _SHARED:
         return AddressClass.SHARED
-    if address.is_private:
-        return AddressClass.PRIVATE
-    if address.is_reserved or not address.is_global:
+    if address.is_reserved:
         return AddressClass.RESERVED
+    if address.is_private or not address.is_global:
+        return AddressClass.PRIVATE
     return AddressClass.PUBLIC
 
 

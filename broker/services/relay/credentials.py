@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import NotFound
-from broker.manifest.models import HttpAuth
+from broker.manifest import HttpAuth
 from broker.services.relay.headers import without_query_param
 
 

@@ -34,7 +34,8 @@ _WORD = re.compile(r"^(?:v\d{1,3}|[A-Za-z_.-]{1,40})$")
 CALLS = Counter(
     "broker_proxy_requests_total",
     "Calls the egress proxy forwarded, by connector, host pattern (from permissions.http) "
-    "and the provider's status.",
+    "and the provider's status (or the broker's error code when there was no answer: "
+    "provider_error, needs_reauth).",
     ("connector", "host", "status"),
     registry=metrics.REGISTRY,
 )
@@ -56,8 +57,9 @@ BYTES = Counter(
 REFUSALS = Counter(
     "broker_proxy_refusals_total",
     "Calls the egress proxy refused, by connector and rule (target: outside "
-    "permissions.http; redirect: a redirect leaving it; rate_limit: over "
-    "connection.rateLimit; body_size: over BROKER_PROXY_MAX_BODY_BYTES; bad_target).",
+    "permissions.http; redirect: a redirect leaving it; address: a name resolving to an "
+    "address the rules refuse; rate_limit: over connection.rateLimit; body_size: over "
+    "BROKER_PROXY_MAX_BODY_BYTES).",
     ("connector", "rule"),
     registry=metrics.REGISTRY,
 )
@@ -83,6 +85,8 @@ class ProxyCall:
     status: int | None = None
     refusal: tuple[str, str] | None = None
     """(error code, rule) when the broker refused the call."""
+    failure: str | None = None
+    """The error code when the call failed otherwise (`provider_error`, `needs_reauth`)."""
     sent: int = 0
     received: int = 0
 
@@ -91,7 +95,7 @@ class ProxyCall:
 
     def record(self, audit: AuditLog, seconds: float) -> None:
         template = path_template(self.path)
-        outcome = self.refusal[0] if self.refusal else str(self.status or "error")
+        outcome = self.refusal[0] if self.refusal else self.failure or str(self.status or "error")
         audit.record(
             actor=self.actor,
             action="proxy.request",
@@ -115,7 +119,7 @@ class ProxyCall:
             REFUSALS.labels(self.connector, self.refusal[1]).inc()
             return
         host = self.host_pattern
-        CALLS.labels(self.connector, host, str(self.status or "error")).inc()
+        CALLS.labels(self.connector, host, str(self.status or self.failure or "error")).inc()
         DURATION.labels(self.connector, host).observe(seconds)
         BYTES.labels(self.connector, host, "sent").inc(self.sent)
         BYTES.labels(self.connector, host, "received").inc(self.received)

@@ -28,6 +28,11 @@ Kind = Annotated[str, _values_of(Manifest, "kind")]
 OAuthType = Annotated[str, _values_of(OAuthConfig, "type")]
 
 
+class RateLimit(BaseModel):
+    requests: int
+    per_seconds: float
+
+
 class Connector(BaseModel):
     """A loaded connector."""
 
@@ -43,6 +48,17 @@ class Connector(BaseModel):
     )
     secrets: list[str] = Field(description="setting names the runtime may read")
     webhooks: WEBHOOK_SCHEMES | None
+    http: list[str] = Field(
+        description="permissions.http: the URL patterns provider calls may reach"
+    )
+    http_auth: dict[str, str] | None = Field(
+        description="where the egress proxy puts an API-key connector's credential: `type` "
+        "(bearer, basic, header, query) and the names of the settings and of the header or "
+        "query parameter (never a value); null for OAuth, which sends its access token"
+    )
+    rate_limit: RateLimit | None = Field(
+        description="the provider calls one connection may make per window, across replicas"
+    )
 
 
 class Connectors(BaseModel):
@@ -50,7 +66,11 @@ class Connectors(BaseModel):
 
 
 def describe(manifest: Manifest) -> dict[str, Any]:
-    oauth = manifest.connection.oauth
+    oauth, auth, limit = (
+        manifest.connection.oauth,
+        manifest.connection.http_auth,
+        manifest.connection.rate_limit,
+    )
     return {
         "key": manifest.key,
         "name": manifest.name,
@@ -62,6 +82,11 @@ def describe(manifest: Manifest) -> dict[str, Any]:
         "settings_schema": manifest.settings_schema,
         "secrets": sorted(manifest.granted_secrets),
         "webhooks": manifest.webhooks.auth if manifest.webhooks else None,
+        "http": manifest.permissions.http,
+        "http_auth": auth.model_dump(exclude_none=True) if auth else None,
+        "rate_limit": (
+            {"requests": limit.requests, "per_seconds": limit.per_seconds} if limit else None
+        ),
     }
 
 

@@ -92,6 +92,9 @@ async def proxied_call(request: web.Request, target: str) -> web.StreamResponse:
     )
     try:
         return await _relay(request, ctx, grant, call, target)
+    except BrokerError as exc:
+        call.failure = exc.code
+        raise
     finally:
         call.record(ctx.audit, time.perf_counter() - started)
 
@@ -134,7 +137,7 @@ async def _relay(
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_chunked(CHUNK):
+            async for chunk in upstream.content.iter_any():
                 call.received += len(chunk)
                 await response.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -170,7 +173,7 @@ def _declare(method: str, form: str, target_of: Callable[[web.Request], str]) ->
     routes.route(method, PATH_FORM if by_path else PREFIX)(proxied)
 
 
-PATH_FORM = PREFIX + "/{scheme}/{host}/{path:.*}"
+PATH_FORM = PREFIX + r"/{scheme}/{host}/{path:[\s\S]*}"  # any character: a newline too
 PATH_PARAMS = (
     path("scheme", "`http` or `https`"),
     path("host", "the provider's host, with `:port` where it is not the scheme's default"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -144,3 +145,21 @@ async def test_every_call_is_audited_by_template_never_by_value(broker: Client, 
         {"connector": "px-query", "host": "127.0.0.2", "status": "200"},
     )
     assert sample is not None and sample >= 2
+
+
+async def test_head_and_a_chunked_upload_go_through(broker: Client, fake: Fake) -> None:
+    api, port = fake
+    token = await runtime_token_for(broker, "px-header")
+    url = f"/v1/runtime/proxy/http/127.0.0.2:{port}/echo"
+    resp = await broker.head(url, headers=runtime(token))
+    assert resp.status == 200
+    assert await resp.read() == b""
+    assert api.received[-1].method == "HEAD"
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for _ in range(5):
+            yield b"p" * 100_000
+
+    resp = await broker.patch(url, headers=runtime(token), data=pieces())
+    assert await resp.json() == {"method": "PATCH", "path": "/echo", "length": 500_000}
+    assert api.received[-1].headers["X-Api-Key"] == CANARY

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import yarl
 
 from tests.helpers import broker_client, metric
 from tests.web.proxy.conftest import CANARY, Client, runtime, runtime_token_for
@@ -187,3 +188,19 @@ async def test_a_provider_that_cannot_be_reached_is_502(proxy_settings: Any, fak
         if resp.status == 403:  # the port is not the listed one: refused before any connect
             return
         await refused(resp, 502, "provider_error")
+
+
+async def test_a_path_with_a_newline_still_gets_a_json_answer(broker: Client) -> None:
+    """Found by the contract fuzzer: `.` in a route pattern does not match a decoded `%0A`,
+    so such a path fell past every route, the catch-all included, to aiohttp's text 404."""
+    token = await runtime_token_for(broker, "px-bearer")
+    base = str(broker.make_url(""))
+    for path, status in (
+        ("/v1/runtime/proxy/%14v/U/%C2%AE.%0A%23", 400),
+        ("/nowhere/%0A", 404),
+    ):
+        url = yarl.URL(base + path, encoded=True)
+        resp = await broker.session.get(url, headers=runtime(token))
+        assert resp.status == status
+        assert resp.content_type == "application/json"
+        assert "X-Request-Id" in resp.headers

@@ -56,3 +56,31 @@ async def test_the_stripe_sdk_lists_customers_through_the_proxy(
     assert got.headers["Authorization"] == f"Bearer {CANARY}"
     assert token not in str(got.headers)
     assert "Stripe-Version" in got.headers  # the SDK's own headers go through
+
+
+async def test_the_connector_guide_s_stripe_calls_go_through_broker_target(
+    stripe_broker: TestClient[Any, Any], fake: tuple[FakeApi, int]
+) -> None:
+    """The guide's test-connection (`GET /v1/balance`) and customers sync
+    (`GET /v1/customers?limit=100`), made as `Http.get` would make them through the broker."""
+    api, port = fake
+    token = await runtime_token_for(
+        stripe_broker, "stripe-local", {"api_key": CANARY, "webhook_secret": "whsec_x"}
+    )
+    for target in ("/v1/balance", "/v1/customers?limit=100"):
+        resp = await stripe_broker.get(
+            "/v1/runtime/proxy",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Broker-Target": f"http://127.0.0.2:{port}{target}",
+            },
+        )
+        assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert [c["id"] for c in body["data"]] == [c["id"] for c in CUSTOMERS]
+    assert body["has_more"] is False
+    assert [(r.path, r.query.get("limit")) for r in api.received] == [
+        ("/v1/balance", None),
+        ("/v1/customers", "100"),
+    ]
+    assert {r.headers["Authorization"] for r in api.received} == {f"Bearer {CANARY}"}
