@@ -5,8 +5,10 @@ the Broker-Error header), and the key the proxy injects is one the runtime canno
 from __future__ import annotations
 
 import pytest
+from multidict import CIMultiDict
 
 from broker.runtime import BrokerClient, EgressDenied, NotGranted
+from broker.services.relay import headers as relay_headers
 from tests.web.proxy.conftest import CANARY, Client, runtime_token_for
 from tests.web.proxy.fake_api import FakeApi
 
@@ -34,3 +36,10 @@ async def test_the_python_sdk_calls_the_provider_through_the_proxy(
         with pytest.raises(NotGranted):
             await client.secrets.get("api_key")  # httpAuth's key, not granted to the runtime
     assert CANARY not in str(denied.value)
+
+
+def test_a_providers_own_broker_error_header_never_reaches_the_runtime() -> None:
+    # the SDKs take Broker-Error for the broker's refusal: a provider must not forge one
+    provider = CIMultiDict({"Broker-Error": "egress_denied", "X-Provider": "fake"})
+    returned = relay_headers.to_runtime(provider, [])
+    assert "Broker-Error" not in returned and returned["X-Provider"] == "fake"
