@@ -9,11 +9,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
 
+from broker.runtime.http import HttpBackend
 from broker.runtime.wire import AccessToken, Secret
 
 
-class RuntimeBackend(Protocol):
-    """What `Secrets` and `OAuth` call: a `BrokerClient`, or the test runtime's fakes."""
+class RuntimeBackend(HttpBackend, Protocol):
+    """What `Secrets`, `OAuth` and `Http` call: a `BrokerClient`, or the test runtime's fakes."""
 
     async def get_secret(self, name: str) -> Secret: ...
 

@@ -1,36 +1,37 @@
-"""`BrokerClient`: the runtime API over HTTP, with bounded timeouts and retries on 503.
-
-Only `BrokerUnavailable` is retried (exponential backoff with full jitter, bounded in count
-and in total time); a 4xx is an answer, and asking again would not change it.
+"""`BrokerClient`: the runtime API over HTTP (aiohttp): secrets and tokens, kept a few
+seconds in a `RuntimeCache`, and provider calls through the egress proxy. Retries and error
+mapping are the `Transport`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-import random
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from broker.runtime.api import OAuthAPI, SecretsAPI
-from broker.runtime.errors import (
-    BrokerRuntimeError,
-    BrokerUnavailable,
-    NotConfigured,
-    NotFound,
-    SecretNotSet,
-    error_class,
+from broker.runtime.cache import DEFAULT_CACHE_TTL, RuntimeCache
+from broker.runtime.errors import NotConfigured, SecretNotSet
+from broker.runtime.http import HttpAPI
+from broker.runtime.transport import Transport
+from broker.runtime.wire import (
+    AccessToken,
+    HttpResponse,
+    Secret,
+    bad_answer,
+    parse_access_token,
+    parse_secret,
 )
-from broker.runtime.wire import AccessToken, Secret, bad_answer, parse_access_token, parse_secret
-
-# the name the SDK has always logged under, which connector code may have configured
-logger = logging.getLogger("broker.runtime")
 
 URL_ENV = "BROKER_URL"
 TOKEN_ENV = "BROKER_RUNTIME_TOKEN"
+PROXY_PATH = "/v1/runtime/proxy"
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class BrokerClient:
@@ -51,6 +52,7 @@ class BrokerClient:
         request_timeout: float = 15.0,
         connect_timeout: float = 5.0,
         total_timeout: float = 30.0,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         url = url if url is not None else os.environ.get(URL_ENV, "")
@@ -72,16 +74,24 @@ class BrokerClient:
         if not token:
             raise NotConfigured(f"{TOKEN_ENV} is not set: the runtime token minted for this run")
         self._base = url.rstrip("/")
-        self._token = token
-        self._retries, self._backoff, self._max_backoff = retries, backoff, max_backoff
-        self._request_timeout, self._connect_timeout = request_timeout, connect_timeout
-        self._total_timeout = total_timeout
+        self._transport = Transport(
+            self._base,
+            token,
+            retries,
+            backoff,
+            max_backoff,
+            request_timeout,
+            connect_timeout,
+            total_timeout,
+        )
+        self.cache = RuntimeCache(cache_ttl)
         self._external = session
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # the same facades as the module-level ones, bound to this client
         self.secrets = SecretsAPI(lambda: self)
         self.oauth = OAuthAPI(lambda: self)
+        self.http = HttpAPI(lambda: self)
 
     def __repr__(self) -> str:
         return f"BrokerClient(url={self._base!r})"
@@ -102,18 +112,40 @@ class BrokerClient:
     async def get_secret(self, name: str) -> Secret:
         if not name:
             raise ValueError("a secret name is required")
+        if (cached := self.cache.secret(name)) is not None:
+            return cached
         path = f"/v1/runtime/secrets/{quote(name, safe='')}"
-        body = await self._call("GET", path, not_found=SecretNotSet)
-        return parse_secret(body, name)
+        secret = parse_secret(await self._json("GET", path, not_found=SecretNotSet), name)
+        self.cache.put_secret(secret)
+        return secret
 
     async def get_access_token(self, min_ttl: int | None = None) -> AccessToken:
+        if (cached := self.cache.token(min_ttl)) is not None:
+            return cached
         params = {} if min_ttl is None else {"min_ttl": str(min_ttl)}
-        return parse_access_token(
-            await self._call("GET", "/v1/runtime/oauth/access-token", params=params)
-        )
+        path = "/v1/runtime/oauth/access-token"
+        token = parse_access_token(await self._json("GET", path, params=params))
+        self.cache.put_token(token)
+        return token
 
     async def refresh_access_token(self) -> AccessToken:
-        return parse_access_token(await self._call("POST", "/v1/runtime/oauth/refresh"))
+        token = parse_access_token(await self._json("POST", "/v1/runtime/oauth/refresh"))
+        self.cache.put_token(token)
+        return token
+
+    async def proxy(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> HttpResponse:
+        answer = await self._transport.send(
+            self._http(),
+            method,
+            PROXY_PATH,
+            headers={**headers, "Broker-Target": url},
+            body=body,
+            idempotent=method in IDEMPOTENT,
+            proxied=True,
+        )
+        return HttpResponse(answer.status, answer.headers, answer.body)
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -130,86 +162,10 @@ class BrokerClient:
             self._loop = loop
         return self._session
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, str] | None = None,
-        not_found: type[BrokerRuntimeError] = NotFound,
-    ) -> object:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._total_timeout
-        what = f"{method} {path}"
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        attempt = 0
-        while True:
-            attempt += 1
-            remaining = max(deadline - loop.time(), 0.001)
-            timeout = aiohttp.ClientTimeout(
-                total=min(self._request_timeout, remaining), sock_connect=self._connect_timeout
-            )
-            retry_after = None
-            try:
-                async with self._http().request(
-                    method, self._base + path, params=params, headers=headers, timeout=timeout
-                ) as resp:
-                    status, raw = resp.status, await resp.read()
-                    retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-                cause: BaseException | None = exc
-                reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-                failure: BrokerRuntimeError = BrokerUnavailable(f"{what}: {reason}")
-            else:
-                if 200 <= status < 300:
-                    try:
-                        return json.loads(raw)
-                    except ValueError:
-                        raise bad_answer(what) from None
-                cause, failure = None, self._error(status, raw, what, not_found)
-            if not isinstance(failure, BrokerUnavailable):
-                raise failure
-            delay = self._delay(attempt, retry_after)
-            if attempt > self._retries or loop.time() + delay >= deadline:
-                raise BrokerUnavailable(
-                    f"broker unavailable after {attempt} attempts; last: {failure}",
-                    status=failure.status,
-                    code=failure.code,
-                ) from cause
-            logger.info(
-                "broker runtime: %s unavailable (%s), retry %d in %.2fs",
-                what,
-                failure.code,
-                attempt,
-                delay,
-            )
-            await asyncio.sleep(delay)
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        # full jitter: replicas that failed together do not come back together
-        delay = random.uniform(0, min(self._max_backoff, self._backoff * 2 ** (attempt - 1)))
-        if retry_after is not None and retry_after.isdigit():
-            delay = max(delay, float(retry_after))
-        return delay
-
-    def _error(
-        self, status: int, raw: bytes, what: str, not_found: type[BrokerRuntimeError]
-    ) -> BrokerRuntimeError:
-        code, message = "", ""
+    async def _json(self, method: str, path: str, **options: Any) -> object:
+        headers = {"Accept": "application/json"}
+        answer = await self._transport.send(self._http(), method, path, headers=headers, **options)
         try:
-            body = json.loads(raw)
+            return json.loads(answer.body)
         except ValueError:
-            body = None
-        if isinstance(body, dict):
-            code, message = str(body.get("error") or ""), str(body.get("message") or "")
-        # the broker never sends credentials back, but do not trust a proxy to agree
-        message = message.replace(self._token, "[runtime token]")[:300]
-        text = f"{what} -> {status} {code or 'error'}" + (f": {message}" if message else "")
-        cls = error_class(code)
-        if cls is NotFound:
-            cls = not_found
-        elif cls is BrokerRuntimeError and (status == 503 or (status in (502, 504) and not code)):
-            cls = BrokerUnavailable  # a proxy in front of a broker that is down or restarting
-        if not code and cls is BrokerRuntimeError:
-            code = "unexpected_response"  # not the broker talking: a wrong URL or a proxy
-        return cls(text, status=status, code=code or None)
+            raise bad_answer(f"{method} {path}") from None

@@ -10,6 +10,9 @@
     ├── NeedsReauth                     409 needs_reauth: a human must reconnect the account
     ├── NotOAuth                        400 not_oauth: an OAuth call on an API-key connection
     ├── ProviderError                   502 provider_error: refresh failed, no valid token left
+    ├── EgressDenied                    403 egress_denied: a URL outside `permissions.http`
+    ├── RateLimited                     429 rate_limited: over the connection's rate budget
+    ├── PayloadTooLarge                 413 payload_too_large: a proxied body over the limit
     └── BrokerUnavailable               503, a proxy's 502/504, network errors, timeouts
 
 Each is also the matching `broker.errors` class, so code catching either catches both;
@@ -29,7 +32,8 @@ class BrokerRuntimeError(errors.BrokerError):
             self.status = status
         if code is not None:
             self.code = code
-        super().__init__(message or self.code)
+        # Exception's own: a server class may want other arguments (errors.RateLimited does)
+        Exception.__init__(self, message or self.code)
 
 
 class NotConfigured(BrokerRuntimeError, errors.ConfigError):
@@ -64,6 +68,18 @@ class ProviderError(BrokerRuntimeError, errors.ProviderError):
     pass
 
 
+class EgressDenied(BrokerRuntimeError, errors.EgressDenied):
+    pass
+
+
+class RateLimited(BrokerRuntimeError, errors.RateLimited):
+    retry_after: int = 0  # the broker's Retry-After in seconds (0: it did not say)
+
+
+class PayloadTooLarge(BrokerRuntimeError, errors.PayloadTooLarge):
+    pass
+
+
 class BrokerUnavailable(BrokerRuntimeError):
     code = "broker_unavailable"
     status = 503
@@ -71,7 +87,17 @@ class BrokerUnavailable(BrokerRuntimeError):
 
 _BY_CODE: dict[str, type[BrokerRuntimeError]] = {
     cls.code: cls
-    for cls in (Unauthorized, NotGranted, NotFound, NeedsReauth, NotOAuth, ProviderError)
+    for cls in (
+        Unauthorized,
+        NotGranted,
+        NotFound,
+        NeedsReauth,
+        NotOAuth,
+        ProviderError,
+        EgressDenied,
+        RateLimited,
+        PayloadTooLarge,
+    )
 }
 _BY_CODE["store_unavailable"] = BrokerUnavailable
 

@@ -1,4 +1,4 @@
-"""The module-level `Secrets` and `OAuth`: one default client built from the environment on
+"""The module-level `Secrets`, `OAuth` and `Http`: one default client built from the environment on
 first use, or whatever backend `use_client()` installed (the test runtime does).
 """
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from broker.runtime.api import OAuthAPI, RuntimeBackend, SecretsAPI
 from broker.runtime.client import BrokerClient
+from broker.runtime.http import HttpAPI
 
 _installed: RuntimeBackend | None = None
 _default: BrokerClient | None = None
@@ -22,7 +23,7 @@ def current_backend() -> RuntimeBackend:
 
 
 def use_client(backend: RuntimeBackend | None) -> RuntimeBackend | None:
-    """Route `Secrets`/`OAuth` to `backend` (None: back to the environment); returns the old."""
+    """Route `Secrets`/`OAuth`/`Http` to `backend` (None: the environment's); returns the old."""
     global _installed
     previous, _installed = _installed, backend
     return previous
@@ -38,3 +39,4 @@ async def aclose() -> None:
 
 Secrets = SecretsAPI(current_backend)
 OAuth = OAuthAPI(current_backend)
+Http = HttpAPI(current_backend)

@@ -18,14 +18,20 @@ tested as it will run:
   `runtime.oauth.next_refresh(...)`, else a new `<initial>-refreshed-<n>`;
 - `fail_next(error)` makes the next call(s) raise `error` (a class or an instance; the
   `broker.errors` classes are mapped to the SDK's). A scripted `BrokerUnavailable` is what
-  the real client raises once its retries are spent.
+  the real client raises once its retries are spent;
+- `Http` calls go to `runtime.http` (`FakeHttp`: canned answers, recorded calls); with a
+  `manifest` (a path or the parsed JSON) or `http` patterns, a URL outside
+  `permissions.http` raises `EgressDenied`, and the manifest's `permissions.secrets` are
+  the granted names unless `granted` is given.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -39,7 +45,8 @@ from broker.runtime.errors import (
     error_class,
 )
 from broker.runtime.facade import use_client
-from broker.runtime.wire import AccessToken, Secret, secret_text
+from broker.runtime.fake_http import FakeHttp
+from broker.runtime.wire import AccessToken, HttpResponse, Secret, secret_text
 
 OAUTH_KEYS = {"access_token", "token_type", "expires_in", "expires_at", "scopes"}
 
@@ -47,8 +54,8 @@ ErrorSpec = type[errors.BrokerError] | errors.BrokerError
 
 
 class Call(NamedTuple):
-    kind: str  # "secret", "access_token" or "refresh"
-    arg: str | int | None  # the secret name, or min_ttl in whole seconds
+    kind: str  # "secret", "access_token", "refresh" or "http"
+    arg: str | int | None  # the secret name, min_ttl in whole seconds, or "METHOD url"
 
 
 def _as_error(error: ErrorSpec) -> Exception:
@@ -180,9 +187,10 @@ def _token(config: Mapping[str, Any], access_token: str | None = None) -> Access
 class ConnectorTestRuntime:
     """The fakes behind `broker.runtime` while installed; also the `RuntimeBackend` itself."""
 
-    def __init__(self, secrets: FakeSecrets, oauth: FakeOAuth) -> None:
+    def __init__(self, secrets: FakeSecrets, oauth: FakeOAuth, http: FakeHttp) -> None:
         self.secrets = secrets
         self.oauth = oauth
+        self.http = http
         self.calls: list[Call] = []
         self._previous: RuntimeBackend | None = None
         self._installed = False
@@ -229,6 +237,12 @@ class ConnectorTestRuntime:
         self.calls.append(Call("refresh", None))
         return self.oauth.refresh()
 
+    async def proxy(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> HttpResponse:
+        self.calls.append(Call("http", f"{method} {url}"))
+        return self.http.send(method, url, headers, body)
+
 
 def connector_test_runtime(
     *,
@@ -237,11 +251,31 @@ def connector_test_runtime(
     oauth: Mapping[str, Any] | None = None,
     granted: Iterable[str] | None = None,
     refresh_margin: float = 300,
+    manifest: str | Path | Mapping[str, Any] | None = None,
+    http: Iterable[str] | None = None,
 ) -> ConnectorTestRuntime:
-    """Fakes for `Secrets` and `OAuth`; `install()`/`restore()` or use it as a context manager.
+    """Fakes for `Secrets`, `OAuth` and `Http`; `install()`/`restore()` or a context manager.
 
     `oauth` is like `{"access_token": "...", "expires_in": 3600, "scopes": [...]}`
-    (`expires_in: None` for a token that never expires, or `expires_at`).
+    (`expires_in: None` for a token that never expires, or `expires_at`). `manifest` (the
+    connector's manifest.json, or its parsed JSON) gives the `permissions.http` patterns and
+    the granted `permissions.secrets`; `http` and `granted` override them.
     """
     values: dict[str, object | None] = {**(settings or {}), **(secrets or {})}
-    return ConnectorTestRuntime(FakeSecrets(values, granted), FakeOAuth(oauth, refresh_margin))
+    permissions = _permissions(manifest)
+    if granted is None and "secrets" in permissions:
+        granted = list(permissions["secrets"])
+    if http is None and "http" in permissions:
+        http = permissions["http"]
+    patterns = None if http is None else [str(pattern) for pattern in http]
+    return ConnectorTestRuntime(
+        FakeSecrets(values, granted), FakeOAuth(oauth, refresh_margin), FakeHttp(patterns)
+    )
+
+
+def _permissions(manifest: str | Path | Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if manifest is None:
+        return {}
+    parsed = manifest if isinstance(manifest, Mapping) else json.loads(Path(manifest).read_text())
+    permissions = parsed.get("permissions", {})
+    return permissions if isinstance(permissions, Mapping) else {}

@@ -1,10 +1,13 @@
-"""What the runtime API answers (`Secret`, `AccessToken`) and how the SDK reads its JSON."""
+"""What the runtime API answers (`Secret`, `AccessToken`, a proxied `HttpResponse`) and how
+the SDK reads its JSON."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from broker.runtime.errors import BrokerRuntimeError
 
@@ -61,3 +64,34 @@ def parse_access_token(body: object) -> AccessToken:
         if expires_at.tzinfo is None:
             expires_at = expires_at.replace(tzinfo=UTC)
     return AccessToken(token, token_type, expires_at, tuple(scopes))
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A provider's answer through the egress proxy, whatever its status (the guide's `res`)."""
+
+    status: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def body(self) -> Any:
+        """The parsed JSON when the provider says it sent JSON, else the text."""
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind == "application/json" or kind.endswith("+json"):
+            try:
+                return self.json()
+            except ValueError:
+                return self.text
+        return self.text

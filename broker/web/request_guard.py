@@ -45,8 +45,14 @@ _HTTP_CODES = {
 }
 
 
+BROKER_ERROR_HEADER = "Broker-Error"
+"""On every error the broker itself answers: how a runtime tells the broker's refusal on the
+egress proxy (`egress_denied`, `rate_limited`) from a provider's own answer passed through."""
+
+
 def error_body(code: str, message: str, status: int) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    headers = {BROKER_ERROR_HEADER: code}
+    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
 
 
 BROWSER_PATHS = ("/connect/", "/oauth/callback/")

@@ -27,12 +27,15 @@ from broker.runtime import (
     BrokerClient,
     BrokerRuntimeError,
     BrokerUnavailable,
+    EgressDenied,
     NeedsReauth,
     NotConfigured,
     NotFound,
     NotGranted,
     NotOAuth,
+    PayloadTooLarge,
     ProviderError,
+    RateLimited,
     SecretNotSet,
     Unauthorized,
 )
@@ -190,7 +193,9 @@ async def test_negative_min_ttl_is_refused_locally(client: BrokerClient) -> None
         (400, "not_oauth", NotOAuth, errors.NotOAuth),
         (502, "provider_error", ProviderError, errors.ProviderError),
         (500, "internal_error", BrokerRuntimeError, errors.BrokerError),
-        (429, "rate_limited", BrokerRuntimeError, errors.BrokerError),
+        (429, "rate_limited", RateLimited, errors.RateLimited),
+        (413, "payload_too_large", PayloadTooLarge, errors.PayloadTooLarge),
+        (403, "egress_denied", EgressDenied, errors.EgressDenied),
     ],
 )
 async def test_error_codes_map_to_exceptions_without_retry(

@@ -165,3 +165,13 @@ async def test_a_path_cannot_add_a_line_to_the_log(
     logged = [r.getMessage() for r in caplog.records]
     assert any("/v1/connections/{connection_id}" in m for m in logged)  # the route, never the path
     assert all(m.isprintable() for m in logged), logged
+
+
+async def test_the_brokers_own_errors_say_so_in_a_header(client: Client) -> None:
+    # the runtime SDK tells a broker refusal from a provider answer on the proxy by it
+    for path, headers, code in (
+        ("/v1/runtime/secrets/api_key", {"Authorization": "Bearer nope"}, "unauthorized"),
+        ("/v1/connections/conn_missing", admin(ADMIN_TOKEN), "not_found"),
+    ):
+        resp = await client.get(path, headers=headers)
+        assert resp.headers["Broker-Error"] == code == (await resp.json())["error"]

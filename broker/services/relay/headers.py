@@ -5,7 +5,8 @@ Hop-by-hop headers (RFC 9110 7.6.1, and every name the `Connection` header lists
 one connection and never cross. Towards the provider the runtime's own credentials stop here:
 its `Authorization` (the runtime token), the header or query parameter the connector's
 credential goes in (the broker sets those), `Broker-Target`, `Host` (set from the target)
-and `Cookie`. Back from the provider `Set-Cookie` stops, and so does any header whose value
+and `Cookie`. Back from the provider `Set-Cookie` and `Broker-Error` (the broker's own mark
+on its refusals, which the runtime SDKs go by) stop, and so does any header whose value
 carries the injected credential (a provider echoing it in a debug header or a `Location`).
 
 Cookies both ways, because the proxy keeps no session: a provider's cookie is a session
@@ -42,7 +43,8 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "content-length",  # set from the body actually sent
     "expect",  # 100-continue was the broker's to answer
 }
-NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
+# Broker-Error marks the broker's own refusals (request_guard): a provider may not forge one
+NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length", "broker-error"}
 
 Headers = CIMultiDict[str] | CIMultiDictProxy[str]
 
