@@ -77,7 +77,7 @@ class Target:
     def origin(self) -> tuple[str, str, int]:
         return self.scheme, self.host, self.port
 
-    @property
+    @functools.cached_property
     def where(self) -> str:
         """`host`, `host:port` or `[v6]:port` as in the URL (for messages: never the path
         or the query)."""

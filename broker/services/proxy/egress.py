@@ -15,6 +15,7 @@ that would have been refused for the same address.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ class EgressRoute:
     def target(self) -> Target:
         return self.allowed.target
 
-    @property
+    @functools.cached_property
     def url(self) -> yarl.URL:
         return yarl.URL(self.target.url, encoded=True)
 
