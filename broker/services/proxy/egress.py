@@ -62,6 +62,30 @@ class EgressRoute:
         return self.target.origin == other.target.origin
 
 
+CACHED_URL_LENGTH = 1024
+"""Targets up to this long are remembered (`_checked_cached`): 2,048 of them, under 8 MB
+whatever the runtimes send."""
+
+
+def _checked(patterns: tuple[str, ...], url: str) -> EgressRoute:
+    allowed = http_permissions.check(patterns, url)
+    ip = allowed.target.ip
+    if ip is not None:
+        kind = refusal(ip, explicit_host=allowed.explicit_host)
+        if kind is not None:
+            named = "" if allowed.explicit_host else ", and permissions.http does not name it"
+            raise EgressDenied(f"{allowed.target.host} is a {kind.value} address{named}")
+    return EgressRoute(allowed)
+
+
+_checked_cached = functools.lru_cache(maxsize=2048)(_checked)
+"""The same decision, remembered by (pattern list, target): it is a pure function of the
+two (no DNS: a name's addresses are checked at connect time, `resolver`), and the route is
+immutable, so a call repeating a target gets the very route the first one got, its URL
+already parsed (aiohttp then reuses the URL's own cached parts). A refusal raises and is
+never remembered: it is decided anew each time."""
+
+
 class Egress:
     """Created unstarted (cheap); `start` opens the two pools inside the running loop."""
 
@@ -101,14 +125,10 @@ class Egress:
 
     def check(self, patterns: Sequence[str], url: str | yarl.URL) -> EgressRoute:
         """The route to `url`, or `EgressDenied` naming the rule that refused."""
-        allowed = http_permissions.check(patterns, str(url))
-        ip = allowed.target.ip
-        if ip is not None:
-            kind = refusal(ip, explicit_host=allowed.explicit_host)
-            if kind is not None:
-                named = "" if allowed.explicit_host else ", and permissions.http does not name it"
-                raise EgressDenied(f"{allowed.target.host} is a {kind.value} address{named}")
-        return EgressRoute(allowed)
+        text = str(url)
+        if len(text) > CACHED_URL_LENGTH:
+            return _checked(tuple(patterns), text)
+        return _checked_cached(tuple(patterns), text)
 
     def check_redirect(
         self, patterns: Sequence[str], current: EgressRoute, location: str
