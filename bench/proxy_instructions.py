@@ -101,7 +101,14 @@ async def one_run(root: Path, count: int, tmp: Path) -> dict[str, float]:
     provider = subprocess.Popen([sys.executable, "-c", PROVIDER, HOST, str(provider_port)])
     valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
     broker = subprocess.Popen(
-        [*valgrind, f"--callgrind-out-file={out_file}", sys.executable, "-m", "broker.cli", "serve"],
+        [
+            *valgrind,
+            f"--callgrind-out-file={out_file}",
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+        ],
         env=env,
         cwd=root,
         stdout=subprocess.DEVNULL,

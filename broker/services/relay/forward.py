@@ -40,6 +40,8 @@ from broker.services.relay.credentials import (
 )
 from broker.services.relay.headers import Headers, to_provider, to_runtime
 from broker.services.relay.observed import ProxyCall
+from broker.services.relay.opened import opened_for
+from broker.store import keys
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -67,8 +69,15 @@ async def credential_of(
             f"connector {manifest.key!r} declares no connection.httpAuth: the proxy has no "
             "credential to put on its calls"
         )
-    view = await runtime_access.connection_view(ctx, grant)
-    return from_settings(auth, view.settings, view.secrets)
+    key = keys.connection(grant.connection_id)
+    opened = opened_for(ctx.store)
+    found = opened.get(key, ctx.store.cached_version(key), grant, auth)
+    if found is not None:
+        return found
+    view, version = await runtime_access.connection_view(ctx, grant)
+    credential = from_settings(auth, view.settings, view.secrets)
+    opened.put(key, version, grant, auth, credential)
+    return credential
 
 
 def _refused(call: ProxyCall, rule: str, exc: BrokerError) -> BrokerError:
