@@ -154,15 +154,35 @@ class Egress:
         data: Any = None,
         client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """`send`, the answer released on leaving the block."""
+        response = await self.send(
+            method, route, headers=headers, params=params, data=data, client_timeout=client_timeout
+        )
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def send(
+        self,
+        method: str,
+        route: EgressRoute,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        data: Any = None,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
         """One request along `route` (`params` are added to its query: a query credential);
         a 3xx comes back as it is. A connection the address rules refuse raises
-        `EgressDenied`; other connection failures are aiohttp's `ClientError`s."""
+        `EgressDenied`; other connection failures are aiohttp's `ClientError`s. The caller
+        releases the answer (`request` does it for a block)."""
         if not self._sessions:
             raise RuntimeError("the Egress is not started (or was closed)")
         session = self._sessions[route.explicit_host]
         options: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
         try:
-            response = await session.request(
+            return await session.request(
                 method,
                 route.url,
                 headers=headers,
@@ -175,7 +195,3 @@ class Egress:
             if isinstance(exc.os_error, AddressRefused):
                 raise exc.os_error.denied from None
             raise
-        try:
-            yield response
-        finally:
-            response.release()

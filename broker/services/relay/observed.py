@@ -125,7 +125,8 @@ class ProxyCall:
         calls, duration, sent, received = series
         calls.inc()
         duration.observe(seconds)
-        sent.inc(self.sent)
+        if self.sent:  # most calls send no body: no lock taken to add nothing
+            sent.inc(self.sent)
         received.inc(self.received)
 
 
