@@ -1,6 +1,8 @@
 """An in-process cache of SEALED records for the runtime hot path.
 
-Values stay sealed in memory (they are opened per request, never cached in plaintext).
+Values stay sealed in memory (they are opened per request, never cached in plaintext; the
+egress proxy keeps an API-key credential opened beside a cached version, and only while
+this cache holds that version: `broker.services.relay.opened`).
 Entries live at most `ttl` seconds and are evicted by the store's change feed as soon as any
 replica writes the key. A read that raced a write is not cached: every invalidation bumps a
 generation counter, and a fetched value is stored only if no invalidation arrived while it was
