@@ -1,6 +1,7 @@
 """The egress proxy against a direct call to the same provider, in one run.
 
-    .venv/bin/python bench/proxy.py [--calls 2000] [--duration 5] [--connections 32] [--root]
+    .venv/bin/python bench/proxy.py [--calls 2000] [--duration 5] [--connections 32]
+                                    [--streams 3] [--root CHECKOUT]
 
 Starts, on this machine (`proxy_stack`): a fake provider API (a bare aiohttp app on uvloop,
 on 127.0.0.2) answering a small JSON body and a 50 MB body, and a broker process on its own
@@ -14,8 +15,8 @@ direct and proxied in the same run:
   seconds, each way (target: proxied at least 0.5x direct); and wrk on each URL, which
   says what the servers themselves can answer (the bare provider is far cheaper per call
   than any client, so this ratio is the proxy's cost against no work at all);
-- streaming: the 50 MB body read to its end 3 times each way, best time of each (target:
-  proxied at least 0.8x direct).
+- streaming: the 50 MB body read to its end `--streams` times each way (3), best time of
+  each (target: proxied at least 0.8x direct).
 
 Beside the times, the CPU each process used (user + system, from /proc) per call in the
 throughput runs and per 50 MB streamed: the client (this process), the provider and the
@@ -93,10 +94,10 @@ async def throughput(url: str, headers: dict[str, str], seconds: float, tasks: i
 CALLS: list[int] = []
 
 
-async def stream_seconds(url: str, headers: dict[str, str]) -> float:
+async def stream_seconds(url: str, headers: dict[str, str], times: int) -> float:
     best = float("inf")
     async with aiohttp.ClientSession(auto_decompress=False) as http:
-        for _ in range(3):
+        for _ in range(times):
             started = time.perf_counter()
             got = 0
             async with http.get(url, headers=headers) as resp:
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--streams", type=int, default=3)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run it from")
     args = parser.parse_args()
     with proxy_stack(args.root.resolve()) as stack:
@@ -164,10 +166,10 @@ def main() -> None:
         wrk_proxied = wrk(proxied + small, token, args.duration, args.connections)
         big = f"/big?size={BIG}"
         s_direct, cpu["s_direct"] = measured(
-            stack, functools.partial(stream_seconds, direct + big, {})
+            stack, functools.partial(stream_seconds, direct + big, {}, args.streams)
         )
         s_proxied, cpu["s_proxied"] = measured(
-            stack, functools.partial(stream_seconds, proxied + big, auth)
+            stack, functools.partial(stream_seconds, proxied + big, auth, args.streams)
         )
     d50, p50 = pct(lat["direct"], 0.5), pct(lat["proxied"], 0.5)
     mb = BIG / 1024 / 1024
@@ -189,7 +191,7 @@ def main() -> None:
         f"{wrk_proxied:,.0f} | {wrk_proxied / wrk_direct:.2f}x |"
     )
     print(
-        f"| streaming 50 MB, MB/s (best of 3) | {mb / s_direct:,.0f} | "
+        f"| streaming 50 MB, MB/s (best of {args.streams}) | {mb / s_direct:,.0f} | "
         f"{mb / s_proxied:,.0f} | {s_direct / s_proxied:.2f}x |"
     )
     print(
@@ -202,7 +204,7 @@ def main() -> None:
     print(f"| per | {' | '.join(PROCESSES)} | all three |")
     print("|---|--:|--:|--:|--:|")
     print(cpu_row("call (throughput runs), us", cpu["direct"], cpu["proxied"], 1e6))
-    print(cpu_row("50 MB streamed, ms", cpu["s_direct"], cpu["s_proxied"], 1000 / 3))
+    print(cpu_row("50 MB streamed, ms", cpu["s_direct"], cpu["s_proxied"], 1000 / args.streams))
     print(f"\nCPU-bound ratios: throughput {bound:.2f}x, streaming {s_bound:.2f}x")
 
 
