@@ -18,33 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import aiohttp
 from proxy_stack import proxy_stack
-from runtime_instructions import counted
+from runtime_instructions import CONNECTIONS, counted, reads, require_valgrind, table
 
 ROOT = Path(__file__).resolve().parents[1]
-CONNECTIONS = 8
 STREAMED = 10 * 1024 * 1024
 STREAMS = 3
-
-
-async def small_calls(url: str, token: str, count: int) -> None:
-    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        slots = asyncio.Semaphore(CONNECTIONS)
-
-        async def one() -> None:
-            async with slots, session.get(url) as resp:
-                assert resp.status == 200, resp.status
-                await resp.read()
-
-        await asyncio.gather(*(one() for _ in range(count)))
 
 
 async def streams(url: str, token: str) -> None:
@@ -69,10 +52,10 @@ async def one_run(root: Path, count: int, tmp: Path) -> dict[str, float]:
     results: dict[str, float] = {}
     with proxy_stack(root, wrapper=wrapper, ready_within=300) as stack:
         small, big = f"{stack.proxied}/v1/customers", f"{stack.proxied}/big?size={STREAMED}"
-        await small_calls(small, stack.token, 200)  # warm-up
+        await reads(small, stack.token, 200)  # warm-up
         await streams(big, stack.token)
         for name, run in (
-            ("call", functools.partial(small_calls, small, stack.token, count)),
+            ("call", functools.partial(reads, small, stack.token, count)),
             ("stream", functools.partial(streams, big, stack.token)),
         ):
             control(stack.broker_pid, "on")
@@ -88,29 +71,22 @@ async def one_run(root: Path, count: int, tmp: Path) -> dict[str, float]:
     return results
 
 
-async def run(root: Path, count: int, repeat: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-instr-"))
-    try:
-        print(f"broker from {root}; {count} proxied calls over {CONNECTIONS} connections")
-        print("\n| run | small GET, instructions per call | streamed, instructions per MB |")
-        print("|--:|--:|--:|")
-        for n in range(1, repeat + 1):
-            r = await one_run(root, count, tmp)
-            print(f"| {n} | {r['call']:,.0f} | {r['stream']:,.0f} |", flush=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run it from")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is missing (Debian: valgrind, redis-server)")
-    asyncio.run(run(args.root.resolve(), args.calls, args.repeat))
+    require_valgrind()
+    root = args.root.resolve()
+    asyncio.run(
+        table(
+            f"broker from {root}; {args.calls} proxied calls over {CONNECTIONS} connections",
+            {"call": "small GET, instructions per call", "stream": "streamed, instructions per MB"},
+            functools.partial(one_run, root, args.calls),
+            args.repeat,
+        )
+    )
 
 
 if __name__ == "__main__":

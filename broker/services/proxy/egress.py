@@ -145,19 +145,10 @@ class Egress:
 
     @contextlib.asynccontextmanager
     async def request(
-        self,
-        method: str,
-        route: EgressRoute,
-        *,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        data: Any = None,
-        client_timeout: aiohttp.ClientTimeout | None = None,
+        self, method: str, route: EgressRoute, **options: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """`send`, the answer released on leaving the block."""
-        response = await self.send(
-            method, route, headers=headers, params=params, data=data, client_timeout=client_timeout
-        )
+        """`send` (the same `options`), the answer released on leaving the block."""
+        response = await self.send(method, route, **options)
         try:
             yield response
         finally:
