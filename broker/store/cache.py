@@ -45,6 +45,9 @@ class RecordCache:
         self._fills: dict[str, asyncio.Future[tuple[bytes, int] | None]] = {}
         self.hits = 0
         self.misses = 0
+        self.listeners: list[Callable[[str | None], None]] = []
+        """Told each key dropped for a change (None: all), after the entry is gone: what
+        holds a value derived from an entry forgets it at the same moment."""
 
     def get(self, key: str) -> tuple[bytes, int] | None:
         """The cached entry (no await), or None on a miss. Call it on the event loop: a hit
@@ -100,6 +103,8 @@ class RecordCache:
         else:
             self._entries.pop(key, None)
             self._fills.pop(key, None)
+        for forget in self.listeners:
+            forget(key)
 
 
 class ChangeNotifier:

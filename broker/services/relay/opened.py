@@ -9,9 +9,11 @@ credential built from a version is kept beside it and served while the record ca
 that same version, for the same grant's tenant and connector and the same
 `connection.httpAuth` object (a catalog reload makes new ones). Any other answer drops it:
 a changed, deleted or expired record goes the full way (`runtime_access`), checks and all,
-and the entry is replaced or gone. The record cache's TTL (`BROKER_CACHE_TTL_SECONDS`)
-and change feed thus bound how long a credential stays opened after its record changes,
-as they bound how stale a runtime read may be.
+and the entry is replaced or gone. And the moment the record cache drops a record for a
+change (this replica's write, or another's through the change feed), the opened
+credential is dropped with it (`SealedStore.follow_changes`): a deleted connection's key
+does not stay opened here until some later call. Without a record cache (SQLite) nothing
+is kept.
 
 The values are held in memory only, like the connection pools' own state, never logged
 (a `Credential`'s repr is the dataclass's: this module never formats one), and at most
@@ -42,8 +44,20 @@ class _Opened:
 
 
 class OpenedCredentials:
-    def __init__(self) -> None:
+    def __init__(self, store: SealedStore) -> None:
         self._entries: dict[str, _Opened] = {}
+        self.enabled = store.follow_changes(self.forget)
+        """There is a record cache to follow (none: nothing is ever kept)."""
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def forget(self, key: str | None) -> None:
+        """The record `key` changed or went (None: any may have): drop what was opened."""
+        if key is None:
+            self._entries.clear()
+        else:
+            self._entries.pop(key, None)
 
     def get(
         self, key: str, version: int | None, grant: RuntimeGrant, auth: HttpAuth
@@ -65,6 +79,8 @@ class OpenedCredentials:
     def put(
         self, key: str, version: int, grant: RuntimeGrant, auth: HttpAuth, credential: Credential
     ) -> None:
+        if not self.enabled:
+            return
         if key not in self._entries and len(self._entries) >= MAX_ENTRIES:
             del self._entries[next(iter(self._entries))]  # oldest first
         self._entries[key] = _Opened(version, grant.tenant_id, grant.connector, auth, credential)
@@ -77,5 +93,5 @@ def opened_for(store: SealedStore) -> OpenedCredentials:
     """The store's own (a process may hold several stores: tests do), gone with it."""
     found = _BY_STORE.get(store)
     if found is None:
-        found = _BY_STORE[store] = OpenedCredentials()
+        found = _BY_STORE[store] = OpenedCredentials(store)
     return found

@@ -182,8 +182,9 @@ async def test_the_answer_keeps_the_provider_s_content_headers(broker: Client, f
 async def test_a_rotated_key_is_used_at_once_and_a_deleted_connection_has_none(
     broker: Client, fake: Fake
 ) -> None:
-    """The credential stays opened between calls (`relay.opened`) only while its record is
-    the one it was opened from."""
+    """Whatever is kept between calls (`relay.opened`, with a record cache; this broker's
+    SQLite store has none: tests/services/relay/test_opened.py), a changed record is used
+    at the next call and a deleted one refuses it."""
     api, port = fake
     token = await runtime_token_for(broker, "px-header")
     listed = await broker.get("/v1/connections?tenant_id=tenant-a", headers=admin())
