@@ -1,11 +1,12 @@
 """The egress proxy against a direct call to the same provider, in one run.
 
     .venv/bin/python bench/proxy.py [--calls 2000] [--duration 5] [--connections 32]
+                                    [--streams 3] [--root CHECKOUT]
 
-Starts, on this machine: a fake provider API (a bare aiohttp app on uvloop, on 127.0.0.2)
-answering a small JSON body and a 50 MB body, and a broker process (SQLite store) with an
-API-key connector whose `permissions.http` lists it. Then, each time direct and proxied in
-the same run:
+Starts, on this machine (`proxy_stack`): a fake provider API (a bare aiohttp app on uvloop,
+on 127.0.0.2) answering a small JSON body and a 50 MB body, and a broker process on its own
+redis-server with an API-key connector whose `permissions.http` lists it. Then, each time
+direct and proxied in the same run:
 
 - latency: `--calls` sequential GETs of the small JSON over one keep-alive connection,
   direct and through the proxy's path form interleaved in rounds of 100; p50 and p99 of
@@ -14,10 +15,17 @@ the same run:
   seconds, each way (target: proxied at least 0.5x direct); and wrk on each URL, which
   says what the servers themselves can answer (the bare provider is far cheaper per call
   than any client, so this ratio is the proxy's cost against no work at all);
-- streaming: the 50 MB body read to its end 3 times each way, best time of each (target:
-  proxied at least 0.8x direct).
+- streaming: the 50 MB body read to its end `--streams` times each way (3), best time of
+  each (target: proxied at least 0.8x direct).
 
-Prints a markdown table. Everything shares the machine's cores (the provider, the broker,
+Beside the times, the CPU each process used (user + system, from /proc) per call in the
+throughput runs and per 50 MB streamed: the client (this process), the provider and the
+broker. They bound the ratios whatever the scheduling: a call (or a 50 MB body) takes at
+least the CPU of the busiest process (each runs on one core at a time) and at least the
+CPU of all three over the machine's cores (`floor`); the CPU-bound ratio is direct's
+floor over proxied's.
+
+Prints markdown tables. Everything shares the machine's cores (the provider, the broker,
 wrk and this process), as it would on a small host: the ratios say what the proxy costs
 beside the provider call it makes, not what a dedicated core would do.
 """
@@ -26,69 +34,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import functools
+import os
 import re
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-from common import ADMIN, call, free_port, wait_http
+from proxy_stack import ROOT, Stack, cpu_seconds, proxy_stack
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.2"
 BIG = 50 * 1024 * 1024
-
-PROVIDER = """
-import sys
-from aiohttp import web
-SMALL = b'{"object":"list","data":[{"id":"cus_A1","name":"Ada"},{"id":"cus_B2","name":"Bob"}]}'
-CHUNK = b"x" * 262144
-async def small(request):
-    return web.Response(body=SMALL, content_type="application/json")
-async def big(request):
-    size = int(request.query["size"])
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    resp.content_length = size
-    await resp.prepare(request)
-    sent = 0
-    while sent < size:
-        piece = CHUNK[: size - sent]
-        await resp.write(piece)
-        sent += len(piece)
-    return resp
-app = web.Application()
-app.router.add_get("/v1/customers", small)
-app.router.add_get("/big", big)
-try:
-    import uvloop
-    loop = uvloop.new_event_loop()
-except ImportError:
-    import asyncio
-    loop = asyncio.new_event_loop()
-web.run_app(app, host=sys.argv[1], port=int(sys.argv[2]), print=None, access_log=None, loop=loop)
-"""
-
-
-def manifest(port: int) -> dict[str, object]:
-    return {
-        "key": "bench-proxy",
-        "name": "bench-proxy",
-        "provider": "bench",
-        "kind": "source",
-        "version": "1.0.0",
-        "permissions": {"http": [f"http://{HOST}:{port}/*"]},
-        "connection": {
-            "settingsSchema": {
-                "type": "object",
-                "properties": {"api_key": {"type": "string", "x-secret": True}},
-            },
-            "httpAuth": {"type": "bearer", "secret": "api_key"},
-        },
-    }
+PROCESSES = ("client", "provider", "broker")
 
 
 async def latencies(direct: str, proxied: str, token: str, calls: int) -> dict[str, list[float]]:
@@ -111,7 +71,8 @@ async def latencies(direct: str, proxied: str, token: str, calls: int) -> dict[s
 
 
 async def throughput(url: str, headers: dict[str, str], seconds: float, tasks: int) -> float:
-    """Requests/s of `tasks` aiohttp clients calling `url` back to back for `seconds`."""
+    """Requests/s of `tasks` aiohttp clients calling `url` back to back for `seconds`
+    (`done`, the calls made, is kept in `CALLS` for the CPU per call)."""
     done = 0
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=tasks), auto_decompress=False
@@ -128,13 +89,17 @@ async def throughput(url: str, headers: dict[str, str], seconds: float, tasks: i
 
         started = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(tasks)))
+        CALLS.append(done)
         return done / (time.perf_counter() - started)
 
 
-async def stream_seconds(url: str, headers: dict[str, str]) -> float:
+CALLS: list[int] = []
+
+
+async def stream_seconds(url: str, headers: dict[str, str], times: int) -> float:
     best = float("inf")
     async with aiohttp.ClientSession(auto_decompress=False) as http:
-        for _ in range(3):
+        for _ in range(times):
             started = time.perf_counter()
             got = 0
             async with http.get(url, headers=headers) as resp:
@@ -161,96 +126,62 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def measured(
+    stack: Stack, run: Callable[[], Coroutine[Any, Any, float]]
+) -> tuple[float, list[float]]:
+    """`run`'s result and the CPU seconds each of `PROCESSES` spent meanwhile."""
+    pids = (os.getpid(), stack.provider_pid, stack.broker_pid)
+    before = [cpu_seconds(pid) for pid in pids]
+    result: float = asyncio.run(run())
+    return result, [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+
+
+def floor(used: list[float]) -> float:
+    """The least time the work of `used` (CPU seconds per process) can take."""
+    return max(max(used), sum(used) / (os.cpu_count() or 1))
+
+
+def cpu_row(label: str, direct: list[float], proxied: list[float], per: float) -> str:
+    cells = " | ".join(
+        f"{d * per:,.0f} / {p * per:,.0f}" for d, p in zip(direct, proxied, strict=True)
+    )
+    return f"| {label} | {cells} | {sum(direct) * per:,.0f} / {sum(proxied) * per:,.0f} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--streams", type=int, default=3)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to run it from")
     args = parser.parse_args()
-    provider_port, broker_port, redis_port = free_port(), free_port(), free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "connectors" / "bench-proxy").mkdir(parents=True)
-        (work / "connectors" / "bench-proxy" / "manifest.json").write_text(
-            json.dumps(manifest(provider_port))
+    with proxy_stack(args.root.resolve()) as stack:
+        direct, proxied, token = stack.provider, stack.proxied, stack.token
+        auth = {"Authorization": f"Bearer {token}"}
+        small = "/v1/customers"
+        lat = asyncio.run(latencies(direct + small, proxied + small, token, args.calls))
+        rps: dict[str, float] = {}
+        cpu: dict[str, list[float]] = {}
+        for name, base, headers in (("direct", direct, {}), ("proxied", proxied, auth)):
+            run = functools.partial(
+                throughput, base + small, headers, args.duration, args.connections
+            )
+            rps[name], used = measured(stack, run)
+            cpu[name] = [seconds / CALLS[-1] for seconds in used]
+        wrk_direct = wrk(direct + small, None, args.duration, args.connections)
+        wrk_proxied = wrk(proxied + small, token, args.duration, args.connections)
+        big = f"/big?size={BIG}"
+        s_direct, cpu["s_direct"] = measured(
+            stack, functools.partial(stream_seconds, direct + big, {}, args.streams)
         )
-        keyring = work / "keyring.json"
-        subprocess.run(
-            [sys.executable, "-m", "broker.cli", "keys", "generate", "--out", str(keyring)],
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
+        s_proxied, cpu["s_proxied"] = measured(
+            stack, functools.partial(stream_seconds, proxied + big, auth, args.streams)
         )
-        env = {
-            "BROKER_STORE": f"redis://127.0.0.1:{redis_port}/0",
-            "BROKER_KEYRING_FILE": str(keyring),
-            "BROKER_ADMIN_TOKEN": ADMIN,
-            "BROKER_PUBLIC_URL": "http://127.0.0.1:8080",
-            "BROKER_CONNECTORS_DIRS": str(work / "connectors"),
-            "BROKER_PORT": str(broker_port),
-            "BROKER_LOG_LEVEL": "WARNING",
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(ROOT),
-        }
-        try:
-            procs.append(
-                subprocess.Popen(
-                    ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            procs.append(
-                subprocess.Popen([sys.executable, "-c", PROVIDER, HOST, str(provider_port)])
-            )
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "broker.cli", "serve"],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            broker = f"http://127.0.0.1:{broker_port}"
-            direct = f"http://{HOST}:{provider_port}"
-            wait_http(f"{broker}/healthz")
-            wait_http(f"{direct}/v1/customers")
-            conn = call(
-                "POST",
-                f"{broker}/v1/connections",
-                {"tenant_id": "t", "connector": "bench-proxy", "settings": {"api_key": "sk_b"}},
-            )
-            token = call("POST", f"{broker}/v1/runtime-tokens", {"connection_id": conn["id"]})
-            token = token["token"]
-            proxied = f"{broker}/v1/runtime/proxy/http/{HOST}:{provider_port}"
-            lat = asyncio.run(
-                latencies(f"{direct}/v1/customers", f"{proxied}/v1/customers", token, args.calls)
-            )
-            auth = {"Authorization": f"Bearer {token}"}
-            rps = {
-                "direct": asyncio.run(
-                    throughput(f"{direct}/v1/customers", {}, args.duration, args.connections)
-                ),
-                "proxied": asyncio.run(
-                    throughput(f"{proxied}/v1/customers", auth, args.duration, args.connections)
-                ),
-            }
-            wrk_direct = wrk(f"{direct}/v1/customers", None, args.duration, args.connections)
-            wrk_proxied = wrk(f"{proxied}/v1/customers", token, args.duration, args.connections)
-            big = f"/big?size={BIG}"
-            s_direct = asyncio.run(stream_seconds(direct + big, {}))
-            s_proxied = asyncio.run(
-                stream_seconds(proxied + big, {"Authorization": f"Bearer {token}"})
-            )
-        finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(10)
     d50, p50 = pct(lat["direct"], 0.5), pct(lat["proxied"], 0.5)
     mb = BIG / 1024 / 1024
     print("| measure | direct | proxied | proxied / direct |")
-    print("|---|---|---|---|")
+    print("|---|--:|--:|--:|")
     print(
         f"| latency p50, ms ({len(lat['direct'])} calls) | {d50:.3f} | {p50:.3f} | "
         f"overhead {p50 - d50:.3f} ms |"
@@ -267,13 +198,21 @@ def main() -> None:
         f"{wrk_proxied:,.0f} | {wrk_proxied / wrk_direct:.2f}x |"
     )
     print(
-        f"| streaming 50 MB, MB/s (best of 3) | {mb / s_direct:,.0f} | "
+        f"| streaming 50 MB, MB/s (best of {args.streams}) | {mb / s_direct:,.0f} | "
         f"{mb / s_proxied:,.0f} | {s_direct / s_proxied:.2f}x |"
     )
     print(
         f"\nstatistics: p50 overhead {p50 - d50:.3f} ms (median of all: "
         f"{(statistics.median(lat['proxied']) - statistics.median(lat['direct'])) * 1000:.3f})"
     )
+    bound = floor(cpu["direct"]) / floor(cpu["proxied"])
+    s_bound = floor(cpu["s_direct"]) / floor(cpu["s_proxied"])
+    print("\nCPU (user + system), direct / proxied:\n")
+    print(f"| per | {' | '.join(PROCESSES)} | all three |")
+    print("|---|--:|--:|--:|--:|")
+    print(cpu_row("call (throughput runs), us", cpu["direct"], cpu["proxied"], 1e6))
+    print(cpu_row("50 MB streamed, ms", cpu["s_direct"], cpu["s_proxied"], 1000 / args.streams))
+    print(f"\nCPU-bound ratios: throughput {bound:.2f}x, streaming {s_bound:.2f}x")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -149,17 +151,30 @@ async def one_run(root: Path, count: int, tmp: Path) -> dict[str, float]:
     return results
 
 
-async def run(root: Path, count: int, repeat: int) -> None:
+async def table(
+    title: str,
+    columns: dict[str, str],
+    one_run: Callable[[Path], Awaitable[dict[str, float]]],
+    repeat: int,
+) -> None:
+    """`repeat` runs of `one_run` (given a scratch directory), one markdown row each: the
+    figures it returns under `columns`' keys, headed by their titles."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-instr-"))
     try:
-        print(f"broker from {root}; {count} reads of each kind over {CONNECTIONS} connections")
-        print("\n| run | secret read, instructions | access-token read, instructions |")
-        print("|--:|--:|--:|")
+        print(title)
+        print(f"\n| run | {' | '.join(columns.values())} |")
+        print("|--:|" + "--:|" * len(columns))
         for n in range(1, repeat + 1):
-            r = await one_run(root, count, tmp)
-            print(f"| {n} | {r['secret read']:,.0f} | {r['access-token read']:,.0f} |", flush=True)
+            r = await one_run(tmp)
+            print(f"| {n} | " + " | ".join(f"{r[k]:,.0f}" for k in columns) + " |", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def require_valgrind() -> None:
+    for tool in ("valgrind", "callgrind_control", "redis-server"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing (Debian: valgrind, redis-server)")
 
 
 def main() -> None:
@@ -170,10 +185,19 @@ def main() -> None:
         "--root", type=Path, default=ROOT, help="the checkout to run the broker from"
     )
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "redis-server"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is missing (Debian: valgrind, redis-server)")
-    asyncio.run(run(args.root.resolve(), args.reads, args.repeat))
+    require_valgrind()
+    root = args.root.resolve()
+    asyncio.run(
+        table(
+            f"broker from {root}; {args.reads} reads of each kind over {CONNECTIONS} connections",
+            {
+                "secret read": "secret read, instructions",
+                "access-token read": "access-token read, instructions",
+            },
+            functools.partial(one_run, root, args.reads),
+            args.repeat,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from broker.errors import EgressDenied
 from broker.manifest import url_parts
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Target:
     def origin(self) -> tuple[str, str, int]:
         return self.scheme, self.host, self.port
 
-    @property
+    @functools.cached_property
     def where(self) -> str:
         """`host`, `host:port` or `[v6]:port` as in the URL (for messages: never the path
         or the query)."""
@@ -98,8 +99,7 @@ class Allowed:
 def check(patterns: Sequence[str], url: str) -> Allowed:
     """The decision for `url`; `EgressDenied` names the rule that refused."""
     target = parse_target(url)
-    parsed = [parse_pattern(p) for p in patterns]
-    hosts = [p for p in parsed if p.host_matches(target.host)]
+    hosts = [p for p in _parsed(tuple(patterns)) if p.host_matches(target.host)]
     if not hosts:
         raise EgressDenied(f"host {target.host} is not in the connector's permissions.http")
     schemes = [p for p in hosts if p.scheme == target.scheme]
@@ -118,6 +118,12 @@ def check(patterns: Sequence[str], url: str) -> Allowed:
         allowed = ", ".join(p.path + ("*" if p.prefix else "") for p in ports)
         raise EgressDenied(f"the path is outside what {target.where} allows ({allowed})")
     return Allowed(target, min(paths, key=lambda p: p.wildcard))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(patterns: tuple[str, ...]) -> tuple[HttpPattern, ...]:
+    """A manifest's list, parsed once (a catalog holds few lists)."""
+    return tuple(parse_pattern(p) for p in patterns)
 
 
 def pattern_problem(text: str) -> str | None:
@@ -178,7 +184,7 @@ def parse_target(url: str) -> Target:
 
 
 def _split(url: str, error: type[Exception]) -> SplitResult:
-    if not isinstance(url, str) or re.search(r"[\x00-\x20\x7f]", url):
+    if not isinstance(url, str) or _CONTROL.search(url):
         raise error("the URL has whitespace or control characters")
     try:
         parts = urlsplit(url)

@@ -8,6 +8,7 @@ Each function takes the exception class to raise: a manifest pattern is refused 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import quote
@@ -25,10 +26,15 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 # WHATWG URL: a host whose last label is numeric is an IPv4 address (127.1, 0x7f.1,
 # 2130706433 all mean 127.0.0.1 to some resolver); only the canonical dotted quad is taken
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+# a path already in normal form: safe characters only, no escape to decode or uppercase
+_PLAIN_PATH = re.compile(r"(?:/[A-Za-z0-9\-._~!$&'()*+,;=:@]*)+")
 
 
+@functools.lru_cache(maxsize=1024)
 def host(raw: str, error: type[Exception]) -> tuple[str, IPAddress | None]:
-    """(normalized host, address if it is an IP literal)."""
+    """(normalized host, address if it is an IP literal). Cached: a broker calls few hosts,
+    and IDNA and `ipaddress` parsing are most of a target's check (the result is immutable;
+    a refusal raises, and is never cached)."""
     if not raw or "%" in raw:
         raise error("the URL has no valid host")
     if ":" in raw:  # urlsplit took it out of [brackets]: IPv6
@@ -67,6 +73,10 @@ def path(raw: str, error: type[Exception]) -> str:
     """RFC 3986 normalization (6.2.2): unreserved escapes decoded, other escapes uppercased,
     dot segments removed; characters that must be escaped are. A dot segment hidden behind
     an encoded slash (`%2F..%2F`) is refused: some servers decode the slash."""
+    if _PLAIN_PATH.fullmatch(raw):
+        segments = raw.split("/")
+        if "." not in segments and ".." not in segments:
+            return raw  # the common case, and what the steps below would give back
     if not raw.startswith("/"):
         raise error("the path must start with /")
     if not valid_escapes(raw):

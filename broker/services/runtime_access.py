@@ -26,9 +26,11 @@ from broker.services.records import Connection, RuntimeView, StoredToken
 from broker.store import keys
 
 
-async def connection_view(ctx: Context, grant: RuntimeGrant) -> RuntimeView:
-    """The connection's runtime view (settings, secrets, token), checked as every read is."""
-    return (await _connection(ctx, grant))[0]
+async def connection_view(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, int]:
+    """The connection's runtime view (settings, secrets, token), checked as every read is,
+    and the record's version."""
+    view, _, version = await _connection(ctx, grant)
+    return view, version
 
 
 async def _connection(ctx: Context, grant: RuntimeGrant) -> tuple[RuntimeView, bytes, int]:

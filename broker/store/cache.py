@@ -1,6 +1,8 @@
 """An in-process cache of SEALED records for the runtime hot path.
 
-Values stay sealed in memory (they are opened per request, never cached in plaintext).
+Values stay sealed in memory (they are opened per request, never cached in plaintext; the
+egress proxy keeps an API-key credential opened beside a cached version, and only while
+this cache holds that version: `broker.services.relay.opened`).
 Entries live at most `ttl` seconds and are evicted by the store's change feed as soon as any
 replica writes the key. A read that raced a write is not cached: every invalidation bumps a
 generation counter, and a fetched value is stored only if no invalidation arrived while it was
@@ -43,6 +45,9 @@ class RecordCache:
         self._fills: dict[str, asyncio.Future[tuple[bytes, int] | None]] = {}
         self.hits = 0
         self.misses = 0
+        self.listeners: list[Callable[[str | None], None]] = []
+        """Told each key dropped for a change (None: all), after the entry is gone: what
+        holds a value derived from an entry forgets it at the same moment."""
 
     def get(self, key: str) -> tuple[bytes, int] | None:
         """The cached entry (no await), or None on a miss. Call it on the event loop: a hit
@@ -98,6 +103,8 @@ class RecordCache:
         else:
             self._entries.pop(key, None)
             self._fills.pop(key, None)
+        for forget in self.listeners:
+            forget(key)
 
 
 class ChangeNotifier:

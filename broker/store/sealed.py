@@ -82,6 +82,20 @@ class SealedStore:
             return None
         return self.open(key, found[0]), found[1]
 
+    def cached_version(self, key: str) -> int | None:
+        """The version of the cached record, opening nothing (None on a miss): whether a
+        value derived from an opened version still holds."""
+        found = self._cache.get(key) if self._cache is not None else None
+        return None if found is None else found[1]
+
+    def follow_changes(self, forget: Callable[[str | None], None]) -> bool:
+        """Have `forget` told each key the read cache drops for a change (None: all), as
+        it drops it; False, and nothing to follow, where there is no read cache."""
+        if self._cache is None:
+            return False
+        self._cache.listeners.append(forget)
+        return True
+
     def _evict(self, key: str) -> None:
         # our own write: do not wait for the change feed's echo
         if self._cache is not None:

@@ -14,6 +14,7 @@ local host on Linux), multicast and broadcast. An IPv6 address that embeds an IP
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,8 +73,11 @@ def classify(address: IPAddress) -> AddressClass:
     return AddressClass.PUBLIC
 
 
+@functools.lru_cache(maxsize=1024)
 def refusal(address: IPAddress, *, explicit_host: bool) -> AddressClass | None:
-    """The class that refuses a connection to `address`; None: it may be connected to."""
+    """The class that refuses a connection to `address`; None: it may be connected to.
+    Cached (a pure function of its arguments): `ipaddress`'s properties are computed anew on
+    each access, a dozen per address, and a broker connects to few addresses."""
     kind = classify(address)
     if kind is AddressClass.PUBLIC or (explicit_host and kind not in NEVER):
         return None

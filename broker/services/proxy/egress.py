@@ -15,6 +15,7 @@ that would have been refused for the same address.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ class EgressRoute:
     def target(self) -> Target:
         return self.allowed.target
 
-    @property
+    @functools.cached_property
     def url(self) -> yarl.URL:
         return yarl.URL(self.target.url, encoded=True)
 
@@ -59,6 +60,30 @@ class EgressRoute:
 
     def same_origin_as(self, other: EgressRoute) -> bool:
         return self.target.origin == other.target.origin
+
+
+CACHED_URL_LENGTH = 1024
+"""Targets up to this long are remembered (`_checked_cached`): 2,048 of them, under 8 MB
+whatever the runtimes send."""
+
+
+def _checked(patterns: tuple[str, ...], url: str) -> EgressRoute:
+    allowed = http_permissions.check(patterns, url)
+    ip = allowed.target.ip
+    if ip is not None:
+        kind = refusal(ip, explicit_host=allowed.explicit_host)
+        if kind is not None:
+            named = "" if allowed.explicit_host else ", and permissions.http does not name it"
+            raise EgressDenied(f"{allowed.target.host} is a {kind.value} address{named}")
+    return EgressRoute(allowed)
+
+
+_checked_cached = functools.lru_cache(maxsize=2048)(_checked)
+"""The same decision, remembered by (pattern list, target): it is a pure function of the
+two (no DNS: a name's addresses are checked at connect time, `resolver`), and the route is
+immutable, so a call repeating a target gets the very route the first one got, its URL
+already parsed (aiohttp then reuses the URL's own cached parts). A refusal raises and is
+never remembered: it is decided anew each time."""
 
 
 class Egress:
@@ -100,14 +125,10 @@ class Egress:
 
     def check(self, patterns: Sequence[str], url: str | yarl.URL) -> EgressRoute:
         """The route to `url`, or `EgressDenied` naming the rule that refused."""
-        allowed = http_permissions.check(patterns, str(url))
-        ip = allowed.target.ip
-        if ip is not None:
-            kind = refusal(ip, explicit_host=allowed.explicit_host)
-            if kind is not None:
-                named = "" if allowed.explicit_host else ", and permissions.http does not name it"
-                raise EgressDenied(f"{allowed.target.host} is a {kind.value} address{named}")
-        return EgressRoute(allowed)
+        text = str(url)
+        if len(text) > CACHED_URL_LENGTH:
+            return _checked(tuple(patterns), text)
+        return _checked_cached(tuple(patterns), text)
 
     def check_redirect(
         self, patterns: Sequence[str], current: EgressRoute, location: str
@@ -124,6 +145,16 @@ class Egress:
 
     @contextlib.asynccontextmanager
     async def request(
+        self, method: str, route: EgressRoute, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """`send` (the same `options`), the answer released on leaving the block."""
+        response = await self.send(method, route, **options)
+        try:
+            yield response
+        finally:
+            response.release()
+
+    async def send(
         self,
         method: str,
         route: EgressRoute,
@@ -132,16 +163,17 @@ class Egress:
         params: Mapping[str, str] | None = None,
         data: Any = None,
         client_timeout: aiohttp.ClientTimeout | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    ) -> aiohttp.ClientResponse:
         """One request along `route` (`params` are added to its query: a query credential);
         a 3xx comes back as it is. A connection the address rules refuse raises
-        `EgressDenied`; other connection failures are aiohttp's `ClientError`s."""
+        `EgressDenied`; other connection failures are aiohttp's `ClientError`s. The caller
+        releases the answer (`request` does it for a block)."""
         if not self._sessions:
             raise RuntimeError("the Egress is not started (or was closed)")
         session = self._sessions[route.explicit_host]
         options: dict[str, Any] = {} if client_timeout is None else {"timeout": client_timeout}
         try:
-            response = await session.request(
+            return await session.request(
                 method,
                 route.url,
                 headers=headers,
@@ -154,7 +186,3 @@ class Egress:
             if isinstance(exc.os_error, AddressRefused):
                 raise exc.os_error.denied from None
             raise
-        try:
-            yield response
-        finally:
-            response.release()

@@ -5,7 +5,8 @@ checked HTTP client under it (`Egress`), held by the `Context`; this package is 
 
 - `headers`: what crosses in each direction; `credentials`: what is injected;
 - `body`: the runtime's request body, held or streamed; `budget`: `connection.rateLimit`;
-- `observed`: the audit entry, log line and metrics of a call;
+- `observed`: the audit entry, log line and metrics of a call (`metrics`: their collector);
+- `opened`: an API-key credential kept opened while its record is unchanged;
 - `forward`: one call, its redirects and its 401 retry.
 """
 

@@ -17,7 +17,7 @@ proxy never retries on its own what the runtime did not ask for twice.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -40,6 +40,8 @@ from broker.services.relay.credentials import (
 )
 from broker.services.relay.headers import Headers, to_provider, to_runtime
 from broker.services.relay.observed import ProxyCall
+from broker.services.relay.opened import opened_for
+from broker.store import keys
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -67,8 +69,15 @@ async def credential_of(
             f"connector {manifest.key!r} declares no connection.httpAuth: the proxy has no "
             "credential to put on its calls"
         )
-    view = await runtime_access.connection_view(ctx, grant)
-    return from_settings(auth, view.settings, view.secrets)
+    key = keys.connection(grant.connection_id)
+    opened = opened_for(ctx.store)
+    found = opened.get(key, ctx.store.cached_version(key), grant, auth)
+    if found is not None:
+        return found
+    view, version = await runtime_access.connection_view(ctx, grant)
+    credential = from_settings(auth, view.settings, view.secrets)
+    opened.put(key, version, grant, auth, credential)
+    return credential
 
 
 def _refused(call: ProxyCall, rule: str, exc: BrokerError) -> BrokerError:
@@ -113,7 +122,8 @@ async def forward(
     credential = await credential_of(ctx, grant, manifest)
     egress = ctx.egress
     method, headers, retried, hops = call.method, headers, False, 0
-    async with AsyncExitStack() as stack:
+    response: aiohttp.ClientResponse | None = None
+    try:
         while True:
             here = credential if route.carries_credential else NONE
             sent = to_provider(headers, credential.names)
@@ -121,15 +131,13 @@ async def forward(
             if body.length is not None:
                 sent["Content-Length"] = str(body.length)
             try:
-                response = await stack.enter_async_context(
-                    egress.request(
-                        method,
-                        route,
-                        headers=sent,
-                        params=here.params,
-                        data=body.payload(),
-                        client_timeout=client_timeout,
-                    )
+                response = await egress.send(
+                    method,
+                    route,
+                    headers=sent,
+                    params=here.params,
+                    data=body.payload(),
+                    client_timeout=client_timeout,
                 )
             except EgressDenied as exc:
                 raise _refused(call, "address", exc) from None
@@ -156,7 +164,7 @@ async def forward(
                 fresh = await _refreshed(ctx, grant, manifest, credential)
                 if fresh is not None:
                     credential, retried = fresh, True
-                    await stack.aclose()
+                    response.release()
                     continue
             location = response.headers.get("Location")
             if status in REDIRECTS and location and hops < MAX_REDIRECTS:
@@ -168,7 +176,7 @@ async def forward(
                         )
                     except EgressDenied as exc:
                         raise _refused(call, "redirect", exc) from None
-                    await stack.aclose()
+                    response.release()
                     hops += 1
                     if not keeps_body:
                         body.drop()
@@ -180,6 +188,10 @@ async def forward(
                 out["Location"] = credential.scrubbed(out["Location"])
             yield Answer(response, out)
             return
+    finally:
+        # a plain try rather than an exit stack per hop: this is every proxied call's path
+        if response is not None:
+            response.release()
 
 
 async def _refreshed(

@@ -16,12 +16,13 @@ runtime's cookie must never ride on another's call.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: frozenset[str] = frozenset(
     {
         "connection",
         "keep-alive",
@@ -58,28 +59,43 @@ def _listed_in_connection(headers: Headers) -> set[str]:
     }
 
 
+def _dropped(always: frozenset[str], headers: Headers) -> frozenset[str]:
+    """`always` and the names `Connection` lists: most calls have no `Connection` header,
+    and then it is `always` itself, no set built per call."""
+    return always | _listed_in_connection(headers) if "Connection" in headers else always
+
+
+@functools.lru_cache(maxsize=256)
+def _not_forwarded(credential_headers: tuple[str, ...]) -> frozenset[str]:
+    """`NOT_FORWARDED` and a credential's header names, once per set of names (a manifest
+    declares one)."""
+    return NOT_FORWARDED | {name.lower() for name in credential_headers}
+
+
 def to_provider(headers: Headers, credential_headers: Iterable[str]) -> CIMultiDict[str]:
     """The runtime's headers as the provider gets them, before the credential is added:
     nothing hop-by-hop, nothing of the runtime's own authentication, and none of the names
     the credential is about to take (`credential_headers`), so a runtime cannot supply or
     double them. No `Accept-Encoding` becomes `identity`: the body is relayed as the
     provider encodes it, so it must not encode what the runtime did not ask for."""
-    dropped = NOT_FORWARDED | _listed_in_connection(headers)
-    dropped |= {name.lower() for name in credential_headers}
-    out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in dropped)
-    out.setdefault("Accept-Encoding", "identity")
+    dropped = _dropped(_not_forwarded(tuple(credential_headers)), headers)
+    out = CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in dropped])
+    if "Accept-Encoding" not in out:
+        out["Accept-Encoding"] = "identity"
     return out
 
 
 def to_runtime(headers: Headers, secrets: Iterable[str]) -> CIMultiDict[str]:
     """The provider's headers as the runtime gets them: nothing hop-by-hop, no cookie, and
     no header that quotes a credential value."""
-    dropped = NOT_RETURNED | _listed_in_connection(headers)
+    dropped = _dropped(NOT_RETURNED, headers)
     values = [s for s in secrets if s]
     return CIMultiDict(
-        (k, v)
-        for k, v in headers.items()
-        if k.lower() not in dropped and not any(s in v for s in values)
+        [
+            (k, v)
+            for k, v in headers.items()
+            if k.lower() not in dropped and not any(s in v for s in values)
+        ]
     )
 
 

@@ -8,8 +8,8 @@ value: no query values, no bodies, no header values, and a path only as its temp
 - log (`broker.proxy`, INFO): connection, connector, method, host, path template, status,
   duration and bytes each way;
 - metrics by connector and host pattern (the manifest's, so the set of labels is bounded
-  even where a pattern has a wildcard host): calls by status, duration, bytes; refusals by
-  connector and rule.
+  even where a pattern has a wildcard host): calls by status, duration, bytes
+  (`relay.metrics`); refusals by connector and rule.
 
 The path template keeps a segment when it looks like a word (`v1`, `customers`,
 `line_items`) and writes `{id}` for anything else (digits in it, long, or encoded), so
@@ -22,38 +22,16 @@ import logging
 import re
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 
 from broker import metrics
 from broker.services.audit import AuditLog
+from broker.services.relay.metrics import PROXY
 
 log = logging.getLogger("broker.proxy")
 
 _WORD = re.compile(r"^(?:v\d{1,3}|[A-Za-z_.-]{1,40})$")
 
-CALLS = Counter(
-    "broker_proxy_requests_total",
-    "Calls the egress proxy forwarded, by connector, host pattern (from permissions.http) "
-    "and the provider's status (or the broker's error code when there was no answer: "
-    "provider_error, needs_reauth).",
-    ("connector", "host", "status"),
-    registry=metrics.REGISTRY,
-)
-DURATION = Histogram(
-    "broker_proxy_request_duration_seconds",
-    "Time from a proxied call's arrival to the end of the provider's answer relayed, by "
-    "connector and host pattern.",
-    ("connector", "host"),
-    buckets=metrics.LATENCY_BUCKETS,
-    registry=metrics.REGISTRY,
-)
-BYTES = Counter(
-    "broker_proxy_bytes_total",
-    "Body bytes relayed by the egress proxy, by connector, host pattern and direction "
-    "(sent: to the provider; received: from it).",
-    ("connector", "host", "direction"),
-    registry=metrics.REGISTRY,
-)
 REFUSALS = Counter(
     "broker_proxy_refusals_total",
     "Calls the egress proxy refused, by connector and rule (target: outside "
@@ -119,28 +97,6 @@ class ProxyCall:
             REFUSALS.labels(self.connector, self.refusal[1]).inc()
             return
         status = str(self.status or self.failure or "error")
-        series = _SERIES.get((self.connector, self.host_pattern, status))
-        if series is None:
-            series = _series(self.connector, self.host_pattern, status)
-        calls, duration, sent, received = series
-        calls.inc()
-        duration.observe(seconds)
-        sent.inc(self.sent)
-        received.inc(self.received)
-
-
-Series = tuple[Counter, Histogram, Counter, Counter]
-_SERIES: dict[tuple[str, str, str], Series] = {}
-"""The labelled children of one (connector, host, status), looked up once: `labels()`
-takes a lock and checks its arguments on every call, four times per proxied call. The set
-is bounded as the labels are (connectors, their manifests' hosts, statuses)."""
-
-
-def _series(connector: str, host: str, status: str) -> Series:
-    found = _SERIES[(connector, host, status)] = (
-        CALLS.labels(connector, host, status),
-        DURATION.labels(connector, host),
-        BYTES.labels(connector, host, "sent"),
-        BYTES.labels(connector, host, "received"),
-    )
-    return found
+        PROXY.observe(
+            (self.connector, self.host_pattern, status), seconds, self.sent, self.received
+        )

@@ -15,6 +15,7 @@ provider gets `BROKER_PROXY_TIMEOUT` seconds of silence at most, between any two
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -121,9 +122,7 @@ async def _relay(
     except BrokerError as exc:
         call.refused(exc.code, "body_size")
         raise
-    client_timeout = aiohttp.ClientTimeout(
-        total=None, connect=ctx.settings.proxy_timeout, sock_read=ctx.settings.proxy_timeout
-    )
+    client_timeout = _client_timeout(ctx.settings.proxy_timeout)
     async with relay.forward(
         ctx, grant, manifest, call, route, request.headers, body, client_timeout
     ) as answer:
@@ -154,6 +153,12 @@ async def _relay(
             return response
         await response.write_eof()
         return response
+
+
+@functools.lru_cache(maxsize=8)
+def _client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The provider's time limits, made once per setting (a frozen value)."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
 async def _whole(

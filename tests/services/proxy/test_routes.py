@@ -93,3 +93,16 @@ def test_a_redirect_that_leaves_the_list_is_refused(location: str, words: str) -
     with pytest.raises(EgressDenied) as caught:
         egress.check_redirect(PATTERNS, first, location)
     assert words in str(caught.value)
+
+
+def test_a_remembered_route_is_the_one_decided_and_follows_the_list() -> None:
+    url = "https://api.example.com/v1/customers?limit=3"
+    first = egress.check(PATTERNS, url)
+    assert egress.check(PATTERNS, url) is first  # remembered, not decided again
+    assert egress.check(PATTERNS, url + "&" + "x" * 2000).target.path == "/v1/customers"
+    narrower = ["https://api.example.com/v2/*"]  # another manifest's list: its own decision
+    with pytest.raises(EgressDenied, match="the path is outside"):
+        egress.check(narrower, url)
+    for _ in range(2):  # a refusal is never remembered as a route
+        with pytest.raises(EgressDenied, match="cloud metadata"):
+            egress.check(PATTERNS, "https://169.254.169.254/latest/")

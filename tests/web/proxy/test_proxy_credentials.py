@@ -177,3 +177,31 @@ async def test_the_answer_keeps_the_provider_s_content_headers(broker: Client, f
         assert len(await resp.read()) == size
     resp = await broker.get(f"/v1/runtime/proxy/http/127.0.0.2:{port}/echo", headers=runtime(token))
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+
+
+async def test_a_rotated_key_is_used_at_once_and_a_deleted_connection_has_none(
+    broker: Client, fake: Fake
+) -> None:
+    """Whatever is kept between calls (`relay.opened`, with a record cache; this broker's
+    SQLite store has none: tests/services/relay/test_opened.py), a changed record is used
+    at the next call and a deleted one refuses it."""
+    api, port = fake
+    token = await runtime_token_for(broker, "px-header")
+    listed = await broker.get("/v1/connections?tenant_id=tenant-a", headers=admin())
+    (conn,) = (await listed.json())["connections"]
+    url = f"/v1/runtime/proxy/http/127.0.0.2:{port}/echo"
+    for _ in range(2):
+        assert (await broker.get(url, headers=runtime(token))).status == 200
+    assert api.received[-1].headers["X-Api-Key"] == CANARY
+    resp = await broker.patch(
+        f"/v1/connections/{conn['id']}/settings",
+        headers=admin(),
+        json={"settings": {"api_key": "sk_rotated"}},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await broker.get(url, headers=runtime(token))).status == 200
+    assert api.received[-1].headers["X-Api-Key"] == "sk_rotated"
+    assert (await broker.delete(f"/v1/connections/{conn['id']}", headers=admin())).status == 200
+    gone = await broker.get(url, headers=runtime(token))
+    assert gone.status == 401, await gone.text()
+    assert len(api.received) == 3
