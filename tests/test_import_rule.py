@@ -14,6 +14,7 @@ BASE = (
     "broker.errors",
     "broker.logs",
     "broker.metrics",
+    "broker.http_rules",
     "broker.manifest",
     "broker.config",
     "broker.oauth",
@@ -32,7 +33,8 @@ SERVICES = (
 )
 WEB = (*SERVICES, "broker.web", "broker.store")  # web/app.py opens the store (composition root)
 ANYTHING = ("broker",)
-SDK = ("broker.errors", "broker.runtime")  # runs in connector processes: nothing of the server
+# runs in connector processes: nothing of the server (the URL rules are pure and shared)
+SDK = ("broker.errors", "broker.http_rules", "broker.runtime")
 # third-party packages that do I/O; the pure layers must not touch them
 IO_PACKAGES = ("aiohttp", "redis", "socket", "sqlite3", "asyncio")
 
@@ -45,7 +47,8 @@ PURE: dict[str, tuple[str, ...]] = {
     "broker.oauth": ("broker.errors",),
     "broker.crypto": ("broker.errors",),
     "broker.webhooks": ("broker.errors",),
-    "broker.manifest": ("broker.errors",),
+    "broker.http_rules": ("broker.errors",),
+    "broker.manifest": ("broker.errors", "broker.http_rules"),
     "broker.config": ("broker.errors", "broker.logs"),
 }
 

@@ -4,14 +4,14 @@
     settings_schema  a connector's settingsSchema: its checks, settings validation, redaction
     cron             stream schedules, checked not run
     templates        `<name>` URL templates: filling them and keeping them on their host
-    url_parts        an egress URL's host and path, parsed and normalized strictly
-    http_permissions `permissions.http`: the patterns and the decision for one target URL
     checks           the rules that span blocks
     loader           `load_manifest` / `validate_manifest`: structure first, then the checks
     catalog          every manifest the broker serves, loaded once at start
 
-Each module imports only those above it in this list; this package re-exports what the rest
-of the broker uses, so callers write `from broker.manifest import Manifest, fill_template`.
+`permissions.http` is checked by `broker.http_rules` (a unit of its own: the runtime SDK
+uses it too). Each module imports only those above it in this list; this package re-exports
+what the rest of the broker uses, so callers write
+`from broker.manifest import Manifest, fill_template`.
 """
 
 from broker.manifest.catalog import BUNDLED_DIR, Catalog, load_catalog, manifest_paths

@@ -4,9 +4,9 @@ offending value (the structure itself is pydantic's job, in `broker.manifest.mod
 from __future__ import annotations
 
 from broker.errors import Problem
+from broker.http_rules.permissions import pattern_problem
 from broker.manifest import settings_schema
 from broker.manifest.cron import cron_problem
-from broker.manifest.http_permissions import pattern_problem
 from broker.manifest.models import BasicAuth, Manifest
 from broker.manifest.templates import allowed_url, check_template
 

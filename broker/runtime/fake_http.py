@@ -20,7 +20,8 @@ from typing import NamedTuple, TypedDict, Unpack
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.runtime.egress import url_allowed
+from broker import errors
+from broker.http_rules import check
 from broker.runtime.errors import EgressDenied
 from broker.runtime.wire import HttpResponse
 
@@ -122,10 +123,11 @@ class FakeHttp:
         self.calls.append(HttpCall(method, url, dict(headers), body))
         if self._failures:
             raise self._failures.pop(0)
-        if self.patterns is not None and not url_allowed(url, self.patterns):
-            raise EgressDenied(
-                f"{method} {url.split('?')[0]} -> 403 egress_denied: outside permissions.http"
-            )
+        if self.patterns is not None:
+            try:
+                check(self.patterns, url)  # the broker's own rules, so both refuse alike
+            except errors.EgressDenied as exc:
+                raise EgressDenied(f"{method} -> 403 egress_denied: {exc}") from None
         for i, canned in enumerate(self._canned):
             if canned.serves(method, url):
                 del self._canned[i]

@@ -26,8 +26,8 @@ import aiohttp
 import yarl
 
 from broker.errors import EgressDenied
-from broker.manifest import http_permissions
-from broker.manifest.http_permissions import Allowed, Target
+from broker.http_rules import permissions as http_permissions
+from broker.http_rules.permissions import Allowed, Target
 from broker.services.proxy.addresses import refusal
 from broker.services.proxy.resolver import AddressRefused, CheckedResolver, system_or
 

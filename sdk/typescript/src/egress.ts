@@ -1,13 +1,13 @@
 /**
  * Whether a URL is inside a manifest's `permissions.http`, decided by the broker's rules
- * (broker/manifest/http_permissions.py; the Python SDK's copy is broker/runtime/egress.py),
+ * (broker/http_rules/permissions.py, which the Python SDK's test runtime calls itself),
  * so the test runtime refuses what the broker would refuse.
  *
  * A pattern is `scheme://host[:port]/path`, the path exact or ending in `/*` (a prefix), the
  * host exact or `*.` + a domain (one label stands for the `*`); a target is parsed strictly
  * (absolute http(s), no userinfo, no fragment, a canonical host) and its path normalized
  * (unreserved escapes decoded, dot segments resolved, `%2e` counted as a dot) before it is
- * matched. sdk/behaviour-cases.json ("http_permissions") holds all three to the same cases.
+ * matched. sdk/behaviour-cases.json ("http_permissions") holds both to the same cases.
  */
 
 import { isIPv6 } from "node:net";

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from broker.errors import EgressDenied
-from broker.manifest.http_permissions import check, parse_pattern, parse_target, pattern_problem
+from broker.http_rules.permissions import check, parse_pattern, parse_target, pattern_problem
 
 PATTERNS = [
     "https://api.stripe.com/v1/*",

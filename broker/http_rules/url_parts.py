@@ -1,5 +1,5 @@
 """The parts of an egress URL, each parsed and normalized strictly (for
-`broker.manifest.http_permissions`): one spelling per host and path, so a match on the
+`broker.http_rules.permissions`): one spelling per host and path, so a match on the
 normalized form holds for what the provider receives.
 
 Each function takes the exception class to raise: a manifest pattern is refused with

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, urlsplit
 
 from broker.errors import EgressDenied
-from broker.manifest import url_parts
+from broker.http_rules import url_parts
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
