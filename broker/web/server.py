@@ -29,6 +29,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from broker.errors import BrokerError, ConfigError, HeadersTooLarge, InvalidRequest
+from broker.logs import REQUEST_ID_HEADER, request_id_from
 from broker.web.access_log import AccessLogger
 from broker.web.request_guard import error_body
 from broker.web.state import DEADLINES, SETTINGS, SHUTDOWN
@@ -62,6 +63,8 @@ class _Connection(RequestHandler):
         super().handle_error(request, status, exc, message)
         error = _unparsed(status, exc)
         response = error_body(error.code, str(error), error.status)
+        # no request guard ran, but every answer carries an id (the OpenAPI document says so)
+        response.headers[REQUEST_ID_HEADER] = request_id_from(None)
         response.force_close()
         return response
 

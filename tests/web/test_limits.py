@@ -82,6 +82,21 @@ async def test_an_unparseable_request_is_400_json_without_its_value(client: Clie
     }
 
 
+async def test_an_unparseable_request_still_gets_a_request_id(client: Client) -> None:
+    # the OpenAPI document promises X-Request-Id on every answer (found by the contract
+    # fuzzer: a malformed Transfer-Encoding never reaches the request guard)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b'PATCH /v1/runtime/proxy/0/0/0 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "\r\n'
+        b"Connection: close\r\n\r\n"
+    )
+    head = (await reader.read()).partition(b"\r\n\r\n")[0].decode()
+    writer.close()
+    assert head.split(" ")[1] == "400", head
+    ids = [line for line in head.split("\r\n") if line.lower().startswith("x-request-id:")]
+    assert len(ids) == 1 and len(ids[0].split(":", 1)[1].strip()) >= 16, head
+
+
 async def _json(body: bytes) -> dict[str, Any]:
     found = json.loads(body)
     assert set(found) == {"error", "message"}
