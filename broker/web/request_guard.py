@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broker import metrics
-from broker.crypto.runtime_tokens import TokenVerifier
+from broker.crypto.runtime_tokens import RuntimeGrant, TokenVerifier
 from broker.errors import (
     BrokerError,
     PayloadTooLarge,
@@ -28,9 +28,10 @@ from broker.errors import (
     Unauthorized,
 )
 from broker.logs import REQUEST_ID_HEADER, begin_request, note_connection
+from broker.web import proxy_auth
 from broker.web.pages import error_page
 from broker.web.rate_limits import Limit
-from broker.web.state import ADMIN_TOKENS, DEADLINES, GRANT, KEYRING, SETTINGS
+from broker.web.state import ADMIN_TOKENS, CONTEXT, DEADLINES, GRANT, KEYRING, SETTINGS
 
 log = logging.getLogger("broker.web")
 
@@ -181,12 +182,26 @@ def guard(request: web.Request) -> None:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     if path.startswith("/v1/"):
         if is_runtime_path(path):
-            keyring = request.app[KEYRING].current
-            grant = VERIFIER.verify(keyring, bearer_token(request), now=time.time())
+            grant = _runtime_grant(request, path)
             request[GRANT] = grant
             note_connection(grant.connection_id, grant.tenant_id)
         else:
             _check_admin(request)
+
+
+def _runtime_grant(request: web.Request, path: str) -> RuntimeGrant:
+    """A runtime route's grant: from `Authorization: Bearer`, or on the proxy's paths from
+    wherever the connector's SDK sends its key (`proxy_auth`)."""
+    keyring = request.app[KEYRING].current
+    if not is_proxy_path(path):
+        return VERIFIER.verify(keyring, bearer_token(request), now=time.time())
+    place, token = proxy_auth.candidate(request, target_header=path == PROXY_PATH)
+    grant = VERIFIER.verify(keyring, token, now=time.time())
+    if place != proxy_auth.BEARER:
+        manifest = request.app[CONTEXT].catalog.manifests.get(grant.connector)
+        auth = manifest.connection.http_auth if manifest is not None else None
+        proxy_auth.check_place(place, grant, auth)
+    return grant
 
 
 def is_runtime_path(path: str) -> bool:

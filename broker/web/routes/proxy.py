@@ -193,7 +193,7 @@ def _declare(method: str, form: str, target_of: Callable[[web.Request], str]) ->
         errors=ERRORS,
         params=PATH_PARAMS if by_path else (),
         content=BODY if method not in ("GET", "DELETE", "OPTIONS") else None,
-        description=None if by_path else TARGET_DESCRIPTION,
+        description=(PATH_DESCRIPTION if by_path else TARGET_DESCRIPTION) + SDK_AUTH,
     )(proxied)
     routes.route(method, PATH_FORM if by_path else PREFIX)(proxied)
 
@@ -208,6 +208,16 @@ TARGET_DESCRIPTION = (
     f"The target is the absolute URL in the `{TARGET_HEADER}` header "
     "(e.g. `https://api.stripe.com/v1/customers?limit=100`); method, other headers and "
     "body are forwarded with the connection's credential injected."
+)
+PATH_DESCRIPTION = (
+    "A provider's SDK takes `<broker>/v1/runtime/proxy/https/<host>` as its base URL and the "
+    "runtime token as its API key."
+)
+SDK_AUTH = (
+    " The runtime token goes in `Authorization: Bearer`, or where the connector's "
+    "`connection.httpAuth` puts its credential (as the provider's SDK sends its key): HTTP "
+    "Basic (the password when httpAuth names one, else the username), the header or the "
+    "query parameter it names (in the header form, in the `Broker-Target` URL's query)."
 )
 
 for _method in METHODS:

@@ -3,6 +3,7 @@ connectors pointing at it (one per credential placement), and a broker over real
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,19 @@ AUTHS: dict[str, dict[str, Any]] = {
     "px-header": {"type": "header", "name": "X-Api-Key", "secret": "api_key"},
     "px-query": {"type": "query", "name": "api_key", "secret": "api_key"},
 }
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+EXPECTED = {
+    "px-bearer": ("Authorization", f"Bearer {CANARY}"),
+    "px-basic": ("Authorization", basic(ACCOUNT, CANARY)),
+    "px-basic-user": ("Authorization", basic(CANARY, "")),
+    "px-header": ("X-Api-Key", CANARY),
+}
+"""Where each connector but px-query puts the canary key: (header name, value)."""
 
 
 def api_key_manifest(

@@ -5,7 +5,6 @@ and the key reaches no answer, log, audit entry or metric."""
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,26 +16,16 @@ from tests.helpers import admin
 from tests.web.proxy.conftest import (
     ACCOUNT,
     CANARY,
+    EXPECTED,
     PASSWORD_CANARY,
     Client,
+    basic,
     runtime,
     runtime_token_for,
 )
 from tests.web.proxy.fake_api import FakeApi
 
 Fake = tuple[FakeApi, int]
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-EXPECTED = {
-    "px-bearer": ("Authorization", f"Bearer {CANARY}"),
-    "px-basic": ("Authorization", basic(ACCOUNT, CANARY)),
-    "px-basic-user": ("Authorization", basic(CANARY, "")),
-    "px-header": ("X-Api-Key", CANARY),
-}
 
 
 @pytest.mark.parametrize("connector", [*EXPECTED, "px-query"])
