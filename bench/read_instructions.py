@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from common import ADMIN, call, free_port, wait_http
+from common import ADMIN, call, client_credentials_manifest, free_port, wait_http
 from runtime_api import token_endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,27 +39,6 @@ READS = {
     "secret": "/v1/runtime/secrets/api_key",
     "token": "/v1/runtime/oauth/access-token",
 }
-
-
-def manifest(token_port: int) -> str:
-    return json.dumps(
-        {
-            "key": "bench-cc",
-            "name": "bench",
-            "provider": "bench",
-            "kind": "source",
-            "version": "1.0.0",
-            "connection": {
-                "settingsSchema": {"type": "object", "properties": {}},
-                "oauth": {
-                    "type": "client_credentials",
-                    "tokenUrlTemplate": f"http://127.0.0.1:{token_port}/token",
-                    "scopes": ["read"],
-                    "client": {"credentialKey": "bench_cc"},
-                },
-            },
-        }
-    )
 
 
 def callgrind(pid: int, *args: str) -> None:
@@ -94,7 +73,13 @@ async def measure(tree: Path, count: int) -> dict[str, float]:
             )
         )
         (tmp / "connectors" / "bench-cc").mkdir(parents=True)
-        (tmp / "connectors" / "bench-cc" / "manifest.json").write_text(manifest(token_port))
+        (tmp / "connectors" / "bench-cc" / "manifest.json").write_text(
+            json.dumps(
+                client_credentials_manifest(
+                    "bench-cc", f"http://127.0.0.1:{token_port}/token", "bench_cc"
+                )
+            )
+        )
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("BROKER_")},
             "PYTHONPATH": str(tree),

@@ -28,6 +28,12 @@ class Credential:
     values: tuple[str, ...] = ()
     """The secret strings in it (never returned to the runtime, never logged)."""
 
+    def __repr__(self) -> str:
+        # the dataclass's own repr would print the values: a traceback's locals, a failed
+        # assertion or a stray debug line must show where the credential goes, never what
+        query = None if self.query is None else self.query[0]
+        return f"Credential(headers={sorted(self.headers)}, query={query!r})"
+
     @property
     def names(self) -> tuple[str, ...]:
         """The header names it takes, and `Authorization` always: the runtime's own (its

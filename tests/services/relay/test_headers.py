@@ -89,3 +89,14 @@ def test_path_templates_keep_words_and_hide_ids() -> None:
     assert path_template("/repos/octo/hello%20world/issues") == "/repos/octo/{id}/issues"
     assert path_template("/") == "/"
     assert path_template("/v1/line_items") == "/v1/line_items"
+
+
+def test_a_credential_s_repr_names_its_places_never_its_values() -> None:
+    for credential in (
+        bearer(SECRET),
+        Credential(headers={"X-Api-Key": SECRET}, values=(SECRET,)),
+        Credential(query=("api_key", SECRET), values=(SECRET,)),
+    ):
+        shown = f"{credential!r} {credential} {[credential]}"
+        assert SECRET not in shown
+    assert "X-Api-Key" in repr(Credential(headers={"X-Api-Key": SECRET}, values=(SECRET,)))
