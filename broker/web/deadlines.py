@@ -2,9 +2,9 @@
 started within the limit is cancelled and answered 503 `timeout`.
 
 One watchdog task per app checks the requests in flight a few times per limit, rather than
-`asyncio.timeout` around each handler: that schedules and cancels a timer per request,
-4.4 us against 0.5 us for the dict entry here (timeit, 2026-11-30), on a runtime read of
-about 60 us of CPU. The price is precision: a request is cut between the limit and a tenth
+`asyncio.timeout` around each handler: that schedules and cancels a timer per request, about
+five times what the dict entry here costs, on every runtime read (docs/benchmarks.md, "The
+per-request time limit"). The price is precision: a request is cut between the limit and a tenth
 of it (at most a second) later.
 
 The limit bounds the time until the answer starts: a handler that streams (a
