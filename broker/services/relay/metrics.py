@@ -3,8 +3,8 @@ keeps the HTTP ones: one dict of plain lists, written out by a custom collector.
 
 Recording runs on every proxied call: one dict lookup, a bisect and four additions. The
 library's Counter and Histogram took a lock and checked their arguments four times a call
-(three counters and a histogram), 4-5 % of the broker's instructions per proxied call
-(callgrind, docs/benchmarks.md "Egress proxy"). Refusals, rare, keep a library Counter
+(three counters and a histogram), a measurable share of every proxied call (callgrind:
+docs/benchmarks.md, "Egress proxy"). Refusals, rare, keep a library Counter
 (`observed.REFUSALS`).
 
 The series exposed, names and labels as before:

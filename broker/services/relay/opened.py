@@ -2,8 +2,8 @@
 record is unchanged.
 
 Opening it costs every call a decryption of the sealed record, a parse of its JSON and
-the credential built anew (7 % of the broker's instructions per proxied call,
-docs/benchmarks.md). The record cache (`broker.store.cache`) already says, without
+the credential built anew (its share of a proxied call: docs/benchmarks.md, "Egress
+proxy"). The record cache (`broker.store.cache`) already says, without
 opening anything, whether the record is still the one read: its version. So the
 credential built from a version is kept beside it and served while the record cache holds
 that same version, for the same grant's tenant and connector and the same
